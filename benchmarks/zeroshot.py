@@ -1,0 +1,396 @@
+"""Benchmark of the shipped zero-shot model (accuracy in and out of distribution, speed, memory).
+
+    python benchmarks/zeroshot.py --stage prepare   # exact / fit references, cached (slow part)
+    python benchmarks/zeroshot.py                   # everything; writes results/zeroshot.md
+
+The references (exact QP weights, Algorithm 1 "fit") do not depend on the model, so they are
+computed once and cached in ``.bench_cache/zeroshot/`` (keyed by dataset and lam_rel). Sections:
+
+* in distribution, estimator defaults: held-out datasets of ``default_prior()`` (stream seed
+  777), ``CInA(method=...)`` with its defaults (target ATE, median bandwidth, lam by
+  ``select_lam_rel``): QP gap and weight correlation against the exact weights, ESS, ATE MAE of
+  zero-shot vs exact vs fit against the true SATE;
+* in distribution, training mix: held-out problems drawn exactly like the training data (random
+  problem type, lam_rel in [0.01, 3], bandwidth jitter; stream seed 20000);
+* out of distribution: ``ood_prior(kind)`` for each kind (``large`` capped at N <= 3,000 so that the
+  exact QP stays affordable);
+* speed: zero-shot vs ``make_estimator("dml")`` at N = 1,000, d = 25 (same data, same process),
+  and zero-shot alone at N = 10,000 and 50,000 in fresh subprocesses (seconds; peak memory as the
+  ``ru_maxrss`` increase over the warmed-up process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".bench_cache" / "zeroshot"
+RESULTS = ROOT / "benchmarks" / "results" / "zeroshot.md"
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------------------------
+# datasets and references
+# ----------------------------------------------------------------------------------------------
+
+def _suites(n_id: int, n_ood: int) -> dict[str, list[tuple]]:
+    from cina.datasets.synthetic import OOD_KINDS, dataset_rng, default_prior, ood_prior
+
+    suites = {"in-distribution": [("default", 777, k) for k in range(n_id)]}
+    for kind in OOD_KINDS:
+        n = max(4, n_ood // 2) if kind == "large" else n_ood
+        suites[f"ood-{kind}"] = [(kind, 888, k) for k in range(n)]
+    del dataset_rng, default_prior, ood_prior
+    return suites
+
+
+def _prior(kind: str):
+    from cina.datasets.synthetic import default_prior, ood_prior
+
+    if kind == "default":
+        return default_prior()
+    p = ood_prior(kind)
+    if kind == "large":
+        p = replace(p, n_range=(2001, 3000))
+    return p
+
+
+def _dataset(kind: str, seed: int, k: int):
+    from cina.datasets.synthetic import dataset_rng, sample_scm_arrays
+
+    X, t, y, mu0, mu1, meta = sample_scm_arrays(dataset_rng(seed, k), _prior(kind),
+                                                dtype=np.float64)
+    return X, t, y, float(meta["true_effect"])
+
+
+def _reference(kind: str, seed: int, k: int, with_fit: bool) -> dict:
+    """Exact (and optionally fit) results with the estimator's defaults; cached."""
+    from cina import CInA
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{kind}-{seed}-{k}.npz"
+    X, t, y, tau = _dataset(kind, seed, k)
+    if path.exists():
+        from cina.balancing.kernel import resolve_bandwidth, standardize
+        from cina.balancing.tuning import select_lam_rel
+
+        z = dict(np.load(path, allow_pickle=False))
+        info = json.loads(str(z["info"]))
+        Z, _, _ = standardize(X)
+        lam, _ = select_lam_rel(Z, t, y, bandwidth=resolve_bandwidth(Z, None))
+        fresh = abs(float(lam) - info["lam_rel"]) <= 1e-12 * max(1.0, abs(float(lam)))
+        if fresh and (not with_fit or "fit_estimate" in info):  # the lam rule may have changed
+            return {"alpha": z["alpha"], **info}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        est = CInA(method="exact").fit(X, t, y)
+        sec = time.perf_counter() - t0
+    res = est.result_
+    info = {"estimate": res.estimate, "tau": tau, "lam_rel": res.info["lam_rel"],
+            "bandwidth": res.info["bandwidth"], "exact_seconds": sec, "n": len(t),
+            "d": X.shape[1]}
+    if with_fit:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            fit = CInA(method="fit", lam_rel=info["lam_rel"]).fit(X, t, y)
+            info["fit_seconds"] = time.perf_counter() - t0
+        info["fit_estimate"] = fit.result_.estimate
+    np.savez(path, alpha=res.weights, info=json.dumps(info))
+    return {"alpha": res.weights, **info}
+
+
+def _training_mix(n: int):
+    from cina.train.config import DataConfig
+    from cina.train.data import make_problem
+    from cina.train.pretrain import exact_solution
+
+    cfg = DataConfig()
+    probs, exact = [], []
+    for k in range(n):
+        p = make_problem(20000, k, cfg)
+        path = CACHE / f"mix-20000-{k}.npz"
+        if path.exists():
+            z = np.load(path)
+            ex = {"alpha": z["alpha"], "objective": float(z["objective"])}
+        else:
+            ex = exact_solution(p)
+            CACHE.mkdir(parents=True, exist_ok=True)
+            np.savez(path, alpha=ex["alpha"], objective=ex["objective"])
+        probs.append(p)
+        exact.append(ex)
+    return probs, exact
+
+
+def prepare(args) -> None:
+    _threads(1)
+    for name, items in _suites(args.n_id, args.n_ood).items():
+        t0 = time.perf_counter()
+        for i, (kind, seed, k) in enumerate(items):
+            _reference(kind, seed, k, with_fit=(name == "in-distribution" and i < args.n_fit))
+        print(f"{name}: {len(items)} references in {time.perf_counter() - t0:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    _training_mix(args.n_mix)
+    print(f"training mix: {args.n_mix} references in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# accuracy
+# ----------------------------------------------------------------------------------------------
+
+def _evaluate_suite(items, n_fit: int) -> dict:
+    from cina import CInA
+    from cina.balancing.kernel import attention_kernel, standardize
+    from cina.balancing.weights import balancing_objective
+
+    rows = []
+    n_warn = 0
+    for i, (kind, seed, k) in enumerate(items):
+        ref = _reference(kind, seed, k, with_fit=False)
+        X, t, y, tau = _dataset(kind, seed, k)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            zs = CInA(method="zero-shot").fit(X, t, y).result_
+            sec = time.perf_counter() - t0
+        n_warn += any("cina" in type(x.message).__module__ for x in w)
+        Z, _, _ = standardize(X)
+        K = attention_kernel(Z, ref["bandwidth"])
+        lam = ref["lam_rel"]
+        obj_zs, _ = balancing_objective(K, t, zs.weights, lam)
+        obj_ex, _ = balancing_objective(K, t, ref["alpha"], lam)
+        w = np.asarray(zs.weights)
+        row = {"n": len(t), "gap": obj_zs / obj_ex - 1, "corr": float(np.corrcoef(w, ref["alpha"])[0, 1]),
+               "ess_zs": [1 / np.sum(w[t == a] ** 2) / np.sum(t == a) for a in (1, 0)],
+               "ess_ex": [1 / np.sum(ref["alpha"][t == a] ** 2) / np.sum(t == a) for a in (1, 0)],
+               "err_zs": abs(zs.estimate - tau), "err_ex": abs(ref["estimate"] - tau),
+               "sec_zs": sec, "sec_ex": ref["exact_seconds"]}
+        if i < n_fit:
+            rf = _reference(kind, seed, k, with_fit=True)
+            row["err_fit"] = abs(rf["fit_estimate"] - tau)
+            row["sec_fit"] = rf["fit_seconds"]
+        rows.append(row)
+    gap = np.array([r["gap"] for r in rows])
+    corr = np.array([r["corr"] for r in rows])
+    out = {
+        "datasets": len(rows), "N range": f"{min(r['n'] for r in rows)}-{max(r['n'] for r in rows)}",
+        "QP gap median": np.median(gap), "QP gap p90": np.quantile(gap, 0.9),
+        "corr median": np.median(corr), "corr p10": np.quantile(corr, 0.1),
+        "ESS/n zero-shot (T, C)": np.median([r["ess_zs"] for r in rows], axis=0),
+        "ESS/n exact (T, C)": np.median([r["ess_ex"] for r in rows], axis=0),
+        "ATE MAE zero-shot": np.mean([r["err_zs"] for r in rows]),
+        "ATE MAE exact": np.mean([r["err_ex"] for r in rows]),
+        "seconds/dataset zero-shot (mean)": np.mean([r["sec_zs"] for r in rows]),
+        "seconds/dataset exact (mean)": np.mean([r["sec_ex"] for r in rows]),
+        "datasets with a cina warning": n_warn,
+    }
+    fit_rows = [r for r in rows if "err_fit" in r]
+    if fit_rows:
+        out[f"ATE MAE on the first {len(fit_rows)}: zero-shot / exact / fit"] = (
+            np.mean([r["err_zs"] for r in fit_rows]), np.mean([r["err_ex"] for r in fit_rows]),
+            np.mean([r["err_fit"] for r in fit_rows]))
+        out["seconds/dataset fit (mean)"] = np.mean([r["sec_fit"] for r in fit_rows])
+    return out
+
+
+def _evaluate_mix(n: int) -> dict:
+    from cina.model.checkpoint import load_pretrained
+    from cina.model.zeroshot import PROBLEMS
+    from cina.train.pretrain import evaluate_problems, summarise
+
+    probs, exact = _training_mix(n)
+    model, _ = load_pretrained()
+    recs = evaluate_problems(model, probs, exact)
+    out = {"all problems": summarise(recs)}
+    for i, (b, e) in enumerate(PROBLEMS):
+        sub = [r for r in recs if r["problem"] == i]
+        if sub:
+            out[f"{b}-{e}"] = summarise(sub)
+    small = [r for r in recs if r["lam_rel"] < 0.05]
+    if small:
+        out["lam_rel < 0.05"] = summarise(small)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# speed
+# ----------------------------------------------------------------------------------------------
+
+def speed_child(n: int, d: int, threads: int, with_dml: bool) -> dict:
+    """Run in a fresh process: seconds and peak-RSS increase of one zero-shot fit."""
+    _threads(threads)
+    from cina import CInA
+    from cina.model.checkpoint import load_pretrained
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, d))
+    X[:, : d // 5] = (X[:, : d // 5] > 0).astype(float)
+    logit = X[:, :5].sum(1) * 0.4
+    t = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    y = X[:, :5].sum(1) + t * (1 + 0.5 * X[:, 1]) + rng.standard_normal(n)
+    load_pretrained()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        CInA(method="zero-shot").fit(X[:200], t[:200], y[:200])  # warm-up
+        from cina.balancing.kernel import resolve_bandwidth, standardize
+        from cina.zeroshot import zero_shot_weights
+
+        Z, _, _ = standardize(X)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        _, info = zero_shot_weights(Z, t, y, estimand="ate", balance="target", lam_rel=None,
+                                    bandwidth=None)
+        sec_weights = time.perf_counter() - t0
+        rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        CInA(method="zero-shot").fit(X, t, y)
+        sec_fit = time.perf_counter() - t0
+    out = {"n": n, "d": d, "threads": threads, "seconds_weights": sec_weights,
+           "seconds_model": info["seconds_model"],
+           "seconds_fit": sec_fit, "peak_rss_increase_mb": (rss1 - rss0) / 1024.0,
+           "peak_rss_mb": rss1 / 1024.0, "path": info["path"]}
+    del resolve_bandwidth
+    if with_dml:
+        from cina.registry import make_estimator
+
+        t0 = time.perf_counter()
+        make_estimator("dml").fit(X, t, y)
+        out["seconds_dml"] = time.perf_counter() - t0
+        out["dml_over_zero_shot"] = out["seconds_dml"] / sec_fit
+    return out
+
+
+def _speed(n: int, d: int, threads: int, with_dml: bool = False) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--speed-child", str(n), str(d),
+           str(threads)] + (["--dml"] if with_dml else [])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return {"n": n, "error": r.stderr[-500:]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+
+def _fmt(v) -> str:
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return " / ".join(_fmt(x) for x in v)
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.3f}" if abs(v) >= 0.001 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def run(args) -> None:
+    from cina.model.checkpoint import PINNED_SHA256, load_pretrained, read_metadata
+
+    _threads(1)
+    t_start = time.perf_counter()
+    model, meta = load_pretrained()
+    lines = ["# Zero-shot model benchmark", "",
+             f"Command: `python benchmarks/zeroshot.py` (n_id={args.n_id}, n_ood={args.n_ood}, "
+             f"n_mix={args.n_mix}, n_fit={args.n_fit}); model `{meta.get('model_version')}` sha256 "
+             f"`{PINNED_SHA256[:16]}...`, {model.config.n_steps} refinement steps.",
+             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs "
+             f"(timings are noisy, load average at start {os.getloadavg()[0]:.1f}); "
+             f"torch threads 1 for accuracy, as stated for speed. Python {platform.python_version()}.",
+             "", "Weights: QP gap = objective(zero-shot) / objective(exact) - 1 under the same "
+             "kernel and lam; corr = Pearson correlation of the weights with the exact QP weights; "
+             "ESS/n per arm (treated / control); ATE MAE against the true SATE of each dataset.",
+             ""]
+    if not args.skip_accuracy:
+        lines += ["## In distribution: training mix (random problem, lam_rel, bandwidth)", "",
+                  "| subset | datasets | QP gap median | QP gap p90 | corr median | corr p10 | "
+                  "ESS/n T (exact) | ESS/n C (exact) | ATE MAE zs | ATE MAE exact |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, s in _evaluate_mix(args.n_mix).items():
+            lines.append(
+                f"| {name} | {s['n_datasets']} | {_fmt(s['qp_gap_median'])} | "
+                f"{_fmt(s['qp_gap_p90'])} | {_fmt(s['corr_median'])} | {_fmt(s['corr_p10'])} | "
+                f"{_fmt(s['ess_treated_median'])} ({_fmt(s['ess_treated_exact_median'])}) | "
+                f"{_fmt(s['ess_control_median'])} ({_fmt(s['ess_control_exact_median'])}) | "
+                f"{_fmt(s['ate_mae'])} | {_fmt(s['ate_mae_exact'])} |")
+        print("\n".join(lines), flush=True)
+        lines += ["", "## Estimator defaults (target ATE, median bandwidth, select_lam_rel)", ""]
+        results = {}
+        for name, items in _suites(args.n_id, args.n_ood).items():
+            results[name] = _evaluate_suite(items, args.n_fit if name == "in-distribution" else 0)
+            print(name, results[name], flush=True)
+        keys = list(results["in-distribution"].keys())
+        lines.append("| metric | " + " | ".join(results) + " |")
+        lines.append("|---" * (len(results) + 1) + "|")
+        for k in keys:
+            lines.append(f"| {k} | " + " | ".join(_fmt(r.get(k, "")) for r in results.values())
+                         + " |")
+    if not args.skip_speed:
+        lines += ["", "## Speed and memory", "",
+                  "Fresh subprocess per row; the model and imports warmed up on 200 units first. "
+                  "`forward pass` = the model alone; "
+                  "`weights` = `zero_shot_weights` (bandwidth, lam rule, model); `fit` = the whole "
+                  "`CInA(method='zero-shot').fit` (validation, standard error). Peak memory = "
+                  "increase of ru_maxrss during the `weights` call.", "",
+                  "| N | d | threads | path | forward pass s | weights s | fit s | "
+                  "peak RSS increase MB | DML s | DML / zero-shot fit |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for n, d, th, dml in ((1000, 25, 1, True), (10000, 25, 2, False),
+                              (50000, 25, 2, False)):
+            r = _speed(n, d, th, dml)
+            print(r, flush=True)
+            if "error" in r:
+                lines.append(f"| {n} | {d} | {th} | error: {r['error'][-200:]!r} |")
+                continue
+            lines.append(f"| {n:,} | {d} | {th} | {r['path']} | {_fmt(r['seconds_model'])} | "
+                         f"{_fmt(r['seconds_weights'])} | "
+                         f"{_fmt(r['seconds_fit'])} | {_fmt(r['peak_rss_increase_mb'])} | "
+                         f"{_fmt(r.get('seconds_dml', ''))} | "
+                         f"{_fmt(r.get('dml_over_zero_shot', ''))} |")
+    md = read_metadata(Path(__import__("cina.model.checkpoint", fromlist=["x"]).pretrained_path()))
+    lines += ["", "## Shipped model's own validation (metadata)", "", "```",
+              json.dumps(md.get("metrics", {}), indent=1), "```", "",
+              f"Benchmark wall time: {time.perf_counter() - t_start:.0f} s."]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=["prepare", "run"], default="run")
+    ap.add_argument("--n-id", type=int, default=40)
+    ap.add_argument("--n-ood", type=int, default=12)
+    ap.add_argument("--n-mix", type=int, default=40)
+    ap.add_argument("--n-fit", type=int, default=8)
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--speed-child", nargs=3, type=int, metavar=("N", "D", "THREADS"))
+    ap.add_argument("--dml", action="store_true")
+    args = ap.parse_args(argv)
+    if args.speed_child:
+        print(json.dumps(speed_child(*args.speed_child, with_dml=args.dml)))
+        return
+    if args.stage == "prepare":
+        prepare(args)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()

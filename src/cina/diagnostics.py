@@ -1,0 +1,68 @@
+"""Balance diagnostics: standardised mean differences, variance ratios, effective sample size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .results import effective_sample_size
+
+__all__ = ["balance_table", "effective_sample_size", "weighted_mean_var"]
+
+
+def weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and variances of x (n, d) under nonnegative weights w (n,) summing to 1."""
+    w = w / w.sum()
+    mean = w @ x
+    var = w @ (x - mean) ** 2
+    return mean, var
+
+
+def balance_table(X: np.ndarray, t: np.ndarray, weights: np.ndarray, *,
+                  feature_names: list[str] | None = None, estimand: str = "ate") -> pd.DataFrame:
+    """One row per covariate: means per arm and the absolute standardised mean difference (SMD)
+    and variance ratio (treated / control) before and after weighting.
+
+    The SMD's denominator is the same before and after weighting: for the ATE the pooled
+    unweighted standard deviation sqrt((s1^2 + s0^2) / 2), for the ATT the treated arm's s1
+    (the population being targeted). The customary threshold for good balance is |SMD| < 0.1.
+    """
+    X = np.asarray(X, dtype=float)
+    t = np.asarray(t)
+    names = feature_names or [f"x{j}" for j in range(X.shape[1])]
+    x1, x0 = X[t == 1], X[t == 0]
+    m1, v1 = x1.mean(axis=0), x1.var(axis=0)
+    m0, v0 = x0.mean(axis=0), x0.var(axis=0)
+    denom = np.sqrt((v1 + v0) / 2) if estimand == "ate" else np.sqrt(v1)
+    denom = np.where(denom > 0, denom, 1.0)
+    wm1, wv1 = weighted_mean_var(x1, weights[t == 1])
+    wm0, wv0 = weighted_mean_var(x0, weights[t == 0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vr_before = np.where(v0 > 0, v1 / v0, np.nan)
+        vr_after = np.where(wv0 > 0, wv1 / wv0, np.nan)
+    return pd.DataFrame({
+        "mean_treated": m1,
+        "mean_control": m0,
+        "smd_before": np.abs(m1 - m0) / denom,
+        "weighted_mean_treated": wm1,
+        "weighted_mean_control": wm0,
+        "smd_after": np.abs(wm1 - wm0) / denom,
+        "var_ratio_before": vr_before,
+        "var_ratio_after": vr_after,
+    }, index=pd.Index(names, name="covariate"))
+
+
+def balance_summary(table: pd.DataFrame, threshold: float = 0.1) -> dict:
+    """Headline numbers of a balance table: max and mean |SMD| before/after, count over 0.1."""
+    return {
+        "max_smd_before": float(table["smd_before"].max()),
+        "max_smd_after": float(table["smd_after"].max()),
+        "mean_smd_before": float(table["smd_before"].mean()),
+        "mean_smd_after": float(table["smd_after"].mean()),
+        "n_over_before": int((table["smd_before"] > threshold).sum()),
+        "n_over_after": int((table["smd_after"] > threshold).sum()),
+        "n_covariates": int(len(table)),
+    }
+
+
+__all__ += ["balance_summary"]

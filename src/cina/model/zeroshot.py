@@ -1,0 +1,390 @@
+"""The zero-shot balancing model (Algorithm 2, METHOD section 6) as a pure ``nn.Module``.
+
+An amortised, unrolled solver of the balancing QP whose only access to the covariates is the
+fixed attention-induced kernel of METHOD section 4 (keys = standardised covariates, scores
+s_ij = z_i . z_j / bandwidth; the keys never see the treatment, METHOD section 9 items 4 and 6).
+
+Kernel identity used throughout. With log h_i = logsumexp_j s_ij and the normalising constant c
+(log of the mean kernel diagonal), log k_ij = s_ij - log h_i - log h_j - c. Writing the key bias
+kb_j = -log h_j, the row ``i`` of the kernel is
+
+    k_ij = (K 1)_i * softmax_j(s_ij + kb_j),     (K 1)_i = exp(logsumexp_j(s_ij + kb_j) - log h_i - c)
+
+so a kernel mat-vec ``K V`` is ONE attention call with queries ``[z_i / sqrt(b), 1]``, keys
+``[z_j / sqrt(b), kb_j]`` (the bias folded into an extra key dimension, so no N x N mask is ever
+built), values ``V`` and the output scaled per row by the kernel density (K 1)_i. Padded units get
+kb_j = -1e9: they drop out of every key, sum, softmax and normaliser. Two paths give the same
+numbers (tested): a dense path that materialises the (B, N, N) kernel once (small N, training)
+and an O(N)-memory path with ``scaled_dot_product_attention`` and row-chunked logsumexps
+(large N, inference).
+
+Architecture (one model serves all three balancing problems, METHOD sections 2 and 7):
+
+* problem 0 = ``balance="target", estimand="ate"``: each arm balanced to the whole sample;
+* problem 1 = ``balance="target", estimand="att"``: treated fixed uniform, controls balanced to
+  the treated;
+* problem 2 = ``balance="mutual"``: the paper's (P), arms balanced to each other.
+
+In every case arm ``a`` has a residual r_a = alpha * 1_a - m_a (m_a = 1/N for the ATE, 1_T/n_1 for
+the ATT, the other arm's weights for mutual) and the QP gradient on unit i of arm a is
+g_i = (K r_a)_i + lam alpha_i. The model
+
+1. computes dimension-agnostic unit features through the kernel (log kernel densities of each arm
+   and of the sample, log k_ii, arm, arm shares, log N, log lam_rel, problem one-hot), plus
+   DeepSets context (masked means per arm), and encodes them with an MLP into initial logits;
+2. runs ``n_steps`` refinement steps: weights = softmax of the logits within each arm (METHOD 9
+   item 2), exact QP gradient through one kernel mat-vec (two value channels), and a learned
+   mirror-descent update of the logits from per-unit features [logit, gradient standardised
+   within arm, log(alpha n_a), unit embedding];
+3. reads off alpha (the balancing attention's weights) and the QP objective at alpha, whose log
+   is the training loss (METHOD 9 item 1).
+
+The network accepts any number of covariates because covariates only enter through the kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ZeroShotConfig", "ZeroShotBalancer", "KernelOps", "PROBLEMS", "problem_index"]
+
+#: problem index -> (balance, estimand)
+PROBLEMS = (("target", "ate"), ("target", "att"), ("mutual", "ate"))
+_NEG = -1.0e9  # key bias of padded units
+
+
+def problem_index(balance: str, estimand: str) -> int:
+    key = (balance, "ate" if balance == "mutual" else estimand)
+    if key not in PROBLEMS:
+        raise ValueError(f"unknown balancing problem balance={balance!r}, estimand={estimand!r}")
+    return PROBLEMS.index(key)
+
+
+@dataclass
+class ZeroShotConfig:
+    hidden: int = 64  # width of unit embeddings
+    n_encoder_layers: int = 2  # residual MLP blocks of the unit encoder
+    step_hidden: int = 64  # width of the refinement MLP
+    n_steps: int = 6  # unrolled refinement steps (speed/accuracy knob)
+    line_search: bool = True  # exact line search towards each step's proposal (monotone descent)
+    dense_max_n: int = 4096  # "auto" path: dense kernel when padded N <= this, else SDPA
+    chunk_size: int = 1024  # rows per chunk of the O(N)-memory logsumexps
+    # training range, checked by cina.zeroshot (out-of-range warnings)
+    train_n_range: tuple[int, int] = (100, 2000)
+    train_d_range: tuple[int, int] = (1, 50)
+    train_lam_rel_range: tuple[float, float] = (0.01, 3.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ZeroShotConfig:
+        d = dict(d)
+        for k in ("train_n_range", "train_d_range", "train_lam_rel_range"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+N_UNIT_FEATURES = 15  # see KernelOps.unit_features
+
+
+class KernelOps:
+    """The fixed normalised attention kernel of a padded batch of datasets (no parameters).
+
+    z (B, N, D) standardised covariates (zeros on padding), mask (B, N) True on real units,
+    bandwidth (B,). ``path``: "dense" materialises K (B, N, N); "sdpa" keeps O(N) memory.
+    """
+
+    def __init__(self, z: torch.Tensor, mask: torch.Tensor, bandwidth: torch.Tensor,
+                 path: str = "dense", chunk_size: int = 1024):
+        if path not in ("dense", "sdpa"):
+            raise ValueError(f"path must be 'dense' or 'sdpa'; received {path!r}")
+        self.path = path
+        self.chunk = int(chunk_size)
+        self.mask = mask
+        with torch.no_grad():
+            qs = z / torch.sqrt(bandwidth)[:, None, None]  # (B, N, D)
+            qs = qs * mask[..., None]
+            colbias = torch.where(mask, 0.0, _NEG).to(z.dtype)  # (B, N)
+            n = mask.sum(1).to(z.dtype)  # (B,)
+            self.n = n
+            log_h = self._row_lse(qs, colbias)  # (B, N)
+            sq = (qs * qs).sum(-1)  # (B, N)
+            logdiag = sq - 2.0 * log_h  # log k_ii before normalisation
+            logdiag_m = torch.where(mask, logdiag, -math.inf)
+            c = torch.logsumexp(logdiag_m, dim=1) - torch.log(n)  # (B,) log mean diagonal
+            self.keybias = colbias - log_h  # (B, N)
+            self.row_shift = log_h + c[:, None]  # (B, N): log k_ij = s_ij + kb_j - shift_i
+            self.log_kdiag = logdiag - c[:, None]  # (B, N) log k_ii (normalised)
+            if path == "dense":
+                logk = qs @ qs.transpose(1, 2) + self.keybias[:, None, :] - self.row_shift[..., None]
+                # zero on padded rows and columns; symmetric up to rounding
+                self.K = torch.exp(logk) * mask[:, :, None]
+                del logk
+                self.log_rowsum = torch.log(self.K.sum(-1).clamp_min(1e-30))  # (B, N)
+            else:
+                self.K = None
+                self.log_rowsum = self._row_lse(qs, self.keybias) - self.row_shift
+                # queries [qs, 1], keys [qs, kb]: q_i . k_j = s_ij + kb_j
+                ones = torch.ones_like(qs[..., :1])
+                self._q = torch.cat([qs, ones], -1)  # (B, N, D+1)
+                self._k = torch.cat([qs, self.keybias[..., None]], -1)  # (B, N, D+1)
+            self.log_rowsum = torch.where(mask, self.log_rowsum, 0.0)
+
+    def _row_lse(self, qs: torch.Tensor, colbias: torch.Tensor) -> torch.Tensor:
+        """logsumexp_j (qs_i . qs_j + colbias_j), rows in chunks: O(N * chunk) memory."""
+        N = qs.shape[1]
+        out = []
+        kt = qs.transpose(1, 2)
+        for s in range(0, N, self.chunk):
+            sc = qs[:, s:s + self.chunk] @ kt + colbias[:, None, :]  # (B, c, N)
+            out.append(torch.logsumexp(sc, dim=-1))
+        return torch.cat(out, 1)
+
+    def matvec(self, V: torch.Tensor) -> torch.Tensor:
+        """K V for V (B, N, m); differentiable in V."""
+        if self.path == "dense":  # K symmetric: (V' K)' is ~5x faster than K V for thin V
+            return (V.transpose(1, 2) @ self.K).transpose(1, 2)
+        B, N, m = V.shape
+        D1 = self._q.shape[-1]
+        width = max(D1, m)  # the fused CPU kernel wants equal head dims: pad q, k and v
+        q = F.pad(self._q, (0, width - D1))
+        k = F.pad(self._k, (0, width - D1))
+        v = F.pad(V, (0, width - m))
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=1.0)
+        return torch.exp(self.log_rowsum)[..., None] * out[:, 0, :, :m]
+
+
+def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Mean of x (B, N, F) over units where m (B, N) is 1 -> (B, F)."""
+    w = m / m.sum(1, keepdim=True).clamp_min(1.0)
+    return torch.einsum("bn,bnf->bf", w, x)
+
+
+def _arm_softmax(logits: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax of logits (B, N) within each arm; zero on padding. -> alpha (B, N)."""
+    out = torch.zeros_like(logits)
+    for arm in (t, 1.0 - t):
+        sel = (arm > 0.5) & mask
+        lg = torch.where(sel, logits, -math.inf)
+        p = torch.softmax(lg, dim=1)
+        p = torch.nan_to_num(p, nan=0.0)  # an empty arm (never in valid data) stays zero
+        out = out + torch.where(sel, p, 0.0)
+    return out
+
+
+class _MLP(nn.Module):
+    def __init__(self, d_in: int, d_hidden: int, d_out: int, n_layers: int = 2):
+        super().__init__()
+        self.inp = nn.Linear(d_in, d_hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(d_hidden), nn.Linear(d_hidden, d_hidden), nn.GELU(),
+                          nn.Linear(d_hidden, d_hidden)) for _ in range(n_layers))
+        self.out = nn.Sequential(nn.LayerNorm(d_hidden), nn.Linear(d_hidden, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for b in self.blocks:
+            h = h + b(h)
+        return self.out(h)
+
+
+class ZeroShotBalancer(nn.Module):
+    """Predicts balancing weights for a padded batch of datasets in one forward pass."""
+
+    N_STEP_FEATURES = 7
+
+    def __init__(self, config: ZeroShotConfig):
+        super().__init__()
+        self.config = config
+        H = config.hidden
+        # unit encoder: [unit features, context(treated), context(control)] -> embedding
+        self.encoder = _MLP(3 * N_UNIT_FEATURES, H, H, config.n_encoder_layers)
+        self.init_head = nn.Linear(H, 1)
+        self.step_in = nn.Linear(H, config.step_hidden)
+        self.step_mlp = nn.ModuleList(
+            nn.Sequential(nn.Linear(self.N_STEP_FEATURES + config.step_hidden, config.step_hidden),
+                          nn.GELU(), nn.Linear(config.step_hidden, config.step_hidden), nn.GELU(),
+                          nn.Linear(config.step_hidden, 1)) for _ in range(config.n_steps))
+        # learned mirror-descent step size per refinement step (plus the MLP correction)
+        self.log_eta = nn.Parameter(torch.full((config.n_steps,), math.log(0.5)))
+        with torch.no_grad():
+            for m in self.step_mlp:
+                m[-1].weight.mul_(0.1)
+                m[-1].bias.zero_()
+            self.init_head.weight.mul_(0.1)
+            self.init_head.bias.zero_()
+
+    # ------------------------------------------------------------------------------------------
+    def choose_path(self, N: int, path: str = "auto") -> str:
+        if path == "auto":
+            return "dense" if N <= self.config.dense_max_n else "sdpa"
+        return path
+
+    @staticmethod
+    def targets(alpha: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, problem: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target measures (m_T, m_C) (B, N) of each arm's residual r_a = alpha 1_a - m_a."""
+        mk = mask.to(alpha.dtype)
+        n = mk.sum(1, keepdim=True)
+        n1 = (t * mk).sum(1, keepdim=True).clamp_min(1.0)
+        ate = mk / n
+        att = t * mk / n1
+        p = problem[:, None]
+        m_ate_att = torch.where(p == 1, att, ate)
+        mT = torch.where(p == 2, alpha * (1.0 - t), m_ate_att)
+        mC = torch.where(p == 2, alpha * t, m_ate_att)
+        return mT, mC
+
+    def residual_matvec(self, ops: KernelOps, alpha: torch.Tensor, t: torch.Tensor,
+                        mask: torch.Tensor, problem: torch.Tensor) -> torch.Tensor:
+        """K [r_T, r_C] (B, N, 2) for the arm residuals at alpha: one attention call."""
+        mT, mC = self.targets(alpha, t, mask, problem)
+        return ops.matvec(torch.stack([alpha * t - mT, alpha * (1.0 - t) - mC], -1))
+
+    def qp_from(self, alpha: torch.Tensor, KR: torch.Tensor, t: torch.Tensor,
+                mask: torch.Tensor, lam: torch.Tensor, problem: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gradient g (B, N) of the QP on each unit (halved), objective (B,)) given KR."""
+        mT, mC = self.targets(alpha, t, mask, problem)
+        rT = alpha * t - mT
+        rC = alpha * (1.0 - t) - mC
+        g = torch.where(t > 0.5, KR[..., 0], KR[..., 1]) + lam[:, None] * alpha
+        quadT = (rT * KR[..., 0]).sum(1)
+        quadC = (rC * KR[..., 1]).sum(1)
+        ridgeT = lam * (alpha * alpha * t).sum(1)
+        ridgeC = lam * (alpha * alpha * (1.0 - t)).sum(1)
+        obj = torch.where(problem == 0, quadT + quadC + ridgeT + ridgeC,
+                          torch.where(problem == 1, quadC + ridgeC, quadT + ridgeT + ridgeC))
+        return g * mask, obj
+
+    def qp_terms(self, ops: KernelOps, alpha: torch.Tensor, t: torch.Tensor,
+                 mask: torch.Tensor, lam: torch.Tensor, problem: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gradient g (B, N) of the QP on each unit (halved), objective (B,))."""
+        KR = self.residual_matvec(ops, alpha, t, mask, problem)
+        return self.qp_from(alpha, KR, t, mask, lam, problem)
+
+    def unit_features(self, ops: KernelOps, t: torch.Tensor, mask: torch.Tensor,
+                      lam: torch.Tensor, problem: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dimension-agnostic per-unit features (B, N, N_UNIT_FEATURES) and the arm kernel
+        densities (K 1_T, K 1_C) (B, N, 2)."""
+        mk = mask.to(t.dtype)
+        n = mk.sum(1, keepdim=True)
+        n1 = (t * mk).sum(1, keepdim=True).clamp_min(1.0)
+        n0 = ((1 - t) * mk).sum(1, keepdim=True).clamp_min(1.0)
+        with torch.no_grad():
+            KA = ops.matvec(torch.stack([t * mk, (1 - t) * mk], -1))  # (B, N, 2)
+        ldT = torch.log(KA[..., 0].clamp_min(1e-30) / n1)  # log mean kernel to treated
+        ldC = torch.log(KA[..., 1].clamp_min(1e-30) / n0)
+        ldA = torch.log((KA[..., 0] + KA[..., 1]).clamp_min(1e-30) / n)
+        ldiag = ops.log_kdiag
+        own = torch.where(t > 0.5, ldT, ldC)
+        other = torch.where(t > 0.5, ldC, ldT)
+
+        def centre(x):
+            return x - (_masked_mean(x[..., None], mk)[:, 0])[:, None]
+
+        ones = torch.ones_like(t)
+        share = n1 / n
+        feats = [
+            ldA - ldiag, own - ldiag, other - ldiag,  # densities relative to self-similarity
+            centre(own - ldA), centre(other - ldA), centre(own - other),
+            ldiag / 10.0, t, ones * share, ones * torch.log(n) / 8.0,
+            ones * torch.log(lam)[:, None] / 3.0,
+            (problem[:, None] == 0).to(t.dtype) * ones, (problem[:, None] == 1).to(t.dtype) * ones,
+            (problem[:, None] == 2).to(t.dtype) * ones, ones * torch.log(n1 / n0) / 3.0,
+        ]
+        x = torch.stack(feats, -1)
+        return torch.nan_to_num(x.clamp(-30.0, 30.0)) * mk[..., None], KA
+
+    # ------------------------------------------------------------------------------------------
+    def forward(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
+                bandwidth: torch.Tensor, lam: torch.Tensor, problem: torch.Tensor,
+                path: str = "auto", return_trace: bool = False) -> dict:
+        """z (B, N, D), t (B, N) in {0,1}, mask (B, N) bool, bandwidth (B,), lam (B,) = lam_rel,
+        problem (B,) long in {0,1,2}. Returns dict(alpha (B, N), arm_density (B, N, 2) = (K 1_T,
+        K 1_C), objective (B,) at alpha in training mode or with ``return_trace``, and with
+        ``return_trace`` the objectives before each step and at the end, a list of (B,))."""
+        B, N, _ = z.shape
+        t = t.to(z.dtype) * mask
+        ops = KernelOps(z, mask, bandwidth.to(z.dtype), self.choose_path(N, path),
+                        self.config.chunk_size)
+        lam = lam.to(z.dtype)
+        mk = mask.to(z.dtype)
+        x, arm_density = self.unit_features(ops, t, mask, lam, problem)  # (B, N, F), (B, N, 2)
+        ctxT = _masked_mean(x, t * mk)
+        ctxC = _masked_mean(x, (1 - t) * mk)
+        own_ctx = torch.where(t[..., None] > 0.5, ctxT[:, None], ctxC[:, None])
+        oth_ctx = torch.where(t[..., None] > 0.5, ctxC[:, None], ctxT[:, None])
+        h = self.encoder(torch.cat([x, own_ctx.expand_as(x), oth_ctx.expand_as(x)], -1))
+        logits = self.init_head(h)[..., 0]  # (B, N)
+        hs = self.step_in(h)  # (B, N, step_hidden)
+        fixed = (problem[:, None] == 1) & (t > 0.5)  # ATT: treated weights stay uniform
+        logits = torch.where(fixed, 0.0, logits)
+        nT = (t * mk).sum(1, keepdim=True).clamp_min(1.0)
+        nC = ((1 - t) * mk).sum(1, keepdim=True).clamp_min(1.0)
+        n_arm = torch.where(t > 0.5, nT, nC)
+        trace = []
+        alpha = _arm_softmax(logits, t, mask)
+        KR = self.residual_matvec(ops, alpha, t, mask, problem)
+        g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
+        prev = torch.zeros_like(logits)
+        for s in range(self.config.n_steps):
+            if return_trace:
+                trace.append(obj)
+            feats = self._step_features(logits, g, alpha, t, mk, n_arm, prev)
+            upd = self.step_mlp[s](torch.cat([feats, hs], -1))[..., 0]
+            cand_logits = logits - torch.exp(self.log_eta[s]) * feats[..., 1] + upd
+            cand_logits = torch.where(fixed, 0.0, cand_logits)
+            cand = _arm_softmax(cand_logits, t, mask)
+            KR_c = self.residual_matvec(ops, cand, t, mask, problem)
+            if not self.config.line_search:
+                prev = cand_logits - logits
+                alpha, logits, KR = cand, cand_logits, KR_c
+                g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
+                continue
+            # exact line search on alpha + gamma (cand - alpha), gamma in [0, 1]: the residuals
+            # are affine in alpha, so K r along the line interpolates and costs no extra mat-vec
+            _, obj_c = self.qp_from(cand, KR_c, t, mask, lam, problem)
+            slope = 2.0 * (g * (cand - alpha)).sum(1)  # f'(0)
+            curv = obj_c - obj - slope  # f(1) - f(0) - f'(0) = quadratic coefficient
+            gamma = torch.where(curv > 1e-30 * obj.abs(), -slope / (2.0 * curv.clamp_min(1e-30)),
+                                (obj_c < obj).to(obj.dtype))
+            gamma = gamma.clamp(0.0, 1.0)[:, None]
+            alpha = alpha + gamma * (cand - alpha)
+            KR = KR + gamma[..., None] * (KR_c - KR)
+            new_logits = torch.where(mask, torch.log(alpha.clamp_min(1e-30)), 0.0)
+            new_logits = torch.where(fixed, 0.0, new_logits)
+            prev, logits = new_logits - logits, new_logits  # last move: a learned momentum
+            g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
+        out = {"alpha": alpha, "arm_density": arm_density, "objective": obj}
+        if return_trace:
+            trace.append(obj)
+            out["trace"] = trace
+        return out
+
+    @staticmethod
+    def _step_features(logits, g, alpha, t, mk, n_arm, prev):
+        """Per-unit refinement features (B, N, 7): logit, gradient and last move standardised
+        within each arm, log(alpha n_a), alpha n_a, arm, mask."""
+        cols = []
+        for x in (logits, g, prev):
+            xs = torch.zeros_like(x)
+            for arm in (t * mk, (1 - t) * mk):
+                cnt = arm.sum(1, keepdim=True).clamp_min(1.0)
+                mu = (x * arm).sum(1, keepdim=True) / cnt
+                # alpha-weighted mean for the gradient: the mirror step's own centring
+                sd = torch.sqrt((((x - mu) ** 2) * arm).sum(1, keepdim=True) / cnt + 1e-20)
+                xs = xs + arm * (x - mu) / (sd + 1e-12 + 1e-6 * mu.abs())
+            cols.append(xs)
+        la = torch.log((alpha * n_arm).clamp_min(1e-12))
+        cols += [la / 5.0, (alpha * n_arm).clamp_max(20.0) / 5.0, t * mk, mk]
+        return torch.stack(cols, -1) * mk[..., None]

@@ -1,0 +1,87 @@
+"""The results object every estimator returns, and the normal-approximation interval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from .errors import CInAValidationError
+
+__all__ = ["EffectResult", "normal_interval", "effective_sample_size"]
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 of nonnegative weights."""
+    w = np.asarray(weights, dtype=float)
+    s2 = float(np.sum(w * w))
+    return float(np.sum(w) ** 2 / s2) if s2 > 0 else 0.0
+
+
+def normal_interval(estimate: float, se: float, alpha: float = 0.05) -> tuple[float, float]:
+    if not 0 < alpha < 1:
+        raise CInAValidationError(f"alpha must be in (0, 1); received {alpha!r}")
+    z = float(norm.ppf(1 - alpha / 2))
+    return estimate - z * se, estimate + z * se
+
+
+@dataclass
+class EffectResult:
+    """An effect estimate with its uncertainty and the facts needed to judge it.
+
+    ``weights`` (when the method is a weighting method) are nonnegative and sum to 1 within each
+    arm; the estimate of a pure weighting method is sum_i weights_i (2 t_i - 1) y_i.
+    """
+
+    estimate: float
+    se: float | None
+    estimand: str
+    method: str
+    n: int
+    n_treated: int
+    n_control: int
+    seconds: float
+    weights: np.ndarray | None = None
+    t: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def interval(self, alpha: float = 0.05) -> tuple[float, float]:
+        if self.se is None or not np.isfinite(self.se):
+            return (float("nan"), float("nan"))
+        return normal_interval(self.estimate, self.se, alpha)
+
+    @property
+    def ess_treated(self) -> float | None:
+        if self.weights is None or self.t is None:
+            return None
+        return effective_sample_size(self.weights[self.t == 1])
+
+    @property
+    def ess_control(self) -> float | None:
+        if self.weights is None or self.t is None:
+            return None
+        return effective_sample_size(self.weights[self.t == 0])
+
+    def to_dict(self, alpha: float = 0.05) -> dict:
+        lo, hi = self.interval(alpha)
+        return {
+            "estimand": self.estimand,
+            "estimate": float(self.estimate),
+            "se": None if self.se is None else float(self.se),
+            "ci_low": None if not np.isfinite(lo) else float(lo),
+            "ci_high": None if not np.isfinite(hi) else float(hi),
+            "alpha": alpha,
+            "n": self.n,
+            "n_treated": self.n_treated,
+            "n_control": self.n_control,
+            "ess_treated": self.ess_treated,
+            "ess_control": self.ess_control,
+            "method": self.method,
+            "seconds": float(self.seconds),
+        }
+
+    def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        row = self.to_dict(alpha)
+        return pd.DataFrame([row]).set_index("estimand")

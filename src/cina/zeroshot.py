@@ -1,0 +1,166 @@
+"""Zero-shot balancing weights from the pretrained model (``CInA(method="zero-shot")``).
+
+The bandwidth and lam_rel are chosen by the same rules as the exact estimator
+(:func:`cina.balancing.kernel.resolve_bandwidth`, :func:`cina.balancing.tuning.select_lam_rel`)
+and given to the model as inputs; the model then predicts the solution of the same balancing QP
+in one forward pass (see docs/zeroshot.md).
+
+Out-of-range behaviour (never a silent garbage estimate):
+
+* more units than the training range (N > 2,000), more covariate columns than it (d > 50), or a
+  lam_rel outside [0.01, 3] (clipped to the range): :class:`~cina.errors.OutOfRangeWarning`;
+* fewer than :data:`MIN_ARM` units in an arm: :class:`~cina.errors.OutOfRangeWarning` (an empty
+  arm is a :class:`~cina.errors.CInAValidationError`);
+* near-total lack of overlap, i.e. more than :data:`OVERLAP_MAX_FRACTION` of an arm's units whose
+  mean kernel similarity to the other arm is below :data:`OVERLAP_RATIO` times that to their own
+  arm (no counterpart): :class:`~cina.errors.OverlapWarning`, with the fractions in the message.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from .errors import CInAValidationError, OutOfRangeWarning, OverlapWarning
+
+__all__ = ["zero_shot_weights", "MIN_ARM", "OVERLAP_RATIO", "OVERLAP_MAX_FRACTION",
+           "overlap_fractions"]
+
+MIN_ARM = 5
+OVERLAP_RATIO = 0.05
+OVERLAP_MAX_FRACTION = 0.5
+
+
+def overlap_fractions(arm_density: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+    """Share of treated and of control units without a counterpart in the other arm.
+
+    ``arm_density`` (N, 2) holds (K 1_T, K 1_C) per unit. A unit of arm a has no counterpart when
+    its mean kernel similarity to the other arm is below ``OVERLAP_RATIO`` times its mean
+    similarity to its own arm.
+    """
+    n1, n0 = max(int(t.sum()), 1), max(int((1 - t).sum()), 1)
+    dT = arm_density[:, 0] / n1
+    dC = arm_density[:, 1] / n0
+    own = np.where(t == 1, dT, dC)
+    other = np.where(t == 1, dC, dT)
+    lonely = other < OVERLAP_RATIO * own
+    return float(lonely[t == 1].mean()) if n1 else 0.0, float(lonely[t == 0].mean()) if n0 else 0.0
+
+
+def zero_shot_weights(Z: np.ndarray, t: np.ndarray, y: np.ndarray | None = None, *,
+                      estimand: str = "ate", balance: str = "target",
+                      lam_rel: float | None = None, bandwidth=None,
+                      seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Balancing weights for standardised covariates ``Z`` (N, d) and treatment ``t``.
+
+    Returns ``alpha`` (N,) >= 0 summing to 1 within each arm (the ATT keeps the treated uniform)
+    and ``info`` (bandwidth, lam_rel, model version, refinement steps, seconds in all and in the
+    model's forward pass, kernel path, shares of units without counterpart).
+    """
+    import torch
+
+    from .balancing.kernel import resolve_bandwidth
+    from .balancing.tuning import select_lam_rel
+    from .model.checkpoint import MODEL_VERSION, load_pretrained
+    from .model.zeroshot import problem_index
+
+    t0 = time.perf_counter()
+    Z = np.asarray(Z, dtype=float)
+    if Z.ndim == 1:
+        Z = Z[:, None]
+    t = np.asarray(t).astype(np.int64).ravel()
+    if Z.ndim != 2 or Z.shape[0] != t.shape[0]:
+        raise CInAValidationError(f"Z must be (N, d) with N = len(t); received {Z.shape} and "
+                                  f"{t.shape}")
+    if not np.all(np.isfinite(Z)):
+        raise CInAValidationError("Z contains NaN or infinite values")
+    if not np.isin(t, (0, 1)).all():
+        raise CInAValidationError("t must be binary (0/1)")
+    if balance == "mutual" and estimand == "att":
+        raise CInAValidationError("balance='mutual' has no ATT version; use balance='target'")
+    try:
+        problem = problem_index(balance, estimand)
+    except ValueError as exc:
+        raise CInAValidationError(str(exc)) from exc
+    n, d = Z.shape
+    n1, n0 = int(t.sum()), int(n - t.sum())
+    if n1 == 0 or n0 == 0:
+        raise CInAValidationError(f"both arms need units; received {n1} treated and {n0} control")
+
+    model, meta = load_pretrained()
+    cfg = model.config
+    lo_n, hi_n = cfg.train_n_range
+    if n > hi_n:
+        warnings.warn(
+            f"zero-shot: N = {n:,} units exceeds the pretraining range ({lo_n:,}-{hi_n:,}); the "
+            "model runs (the kernel is dimension- and size-agnostic) but its accuracy was only "
+            "measured out of range in benchmarks/results/zeroshot.md; compare with "
+            "CInA(method='exact') on a subsample", OutOfRangeWarning, stacklevel=3)
+    elif n < lo_n:
+        warnings.warn(f"zero-shot: N = {n} units is below the pretraining range ({lo_n:,}-"
+                      f"{hi_n:,}); prefer CInA(method='exact'), which is instant at this size",
+                      OutOfRangeWarning, stacklevel=3)
+    if d > cfg.train_d_range[1]:
+        warnings.warn(f"zero-shot: d = {d} covariate columns exceeds the pretraining range "
+                      f"({cfg.train_d_range[0]}-{cfg.train_d_range[1]}); the covariates only "
+                      "enter through the kernel, so the model runs, but it was not trained here",
+                      OutOfRangeWarning, stacklevel=3)
+    small = [f"{name} = {k}" for name, k in (("treated", n1), ("control", n0)) if k < MIN_ARM]
+    if small:
+        warnings.warn(f"zero-shot: fewer than {MIN_ARM} units in an arm ({', '.join(small)}); "
+                      "the weights of such an arm are nearly fixed and the estimate rests on "
+                      "very few units", OutOfRangeWarning, stacklevel=3)
+
+    bw = resolve_bandwidth(Z, bandwidth)
+    lam_info: dict = {}
+    if lam_rel is None:
+        lam_rel, lam_info = select_lam_rel(Z, t, y, bandwidth=bw, balance=balance,
+                                           estimand=estimand, seed=seed)
+    lam_rel = float(lam_rel)
+    lam_lo, lam_hi = cfg.train_lam_rel_range
+    lam_used = float(np.clip(lam_rel, lam_lo, lam_hi))
+    if lam_used != lam_rel:
+        warnings.warn(f"zero-shot: lam_rel = {lam_rel:g} is outside the pretraining range "
+                      f"[{lam_lo:g}, {lam_hi:g}]; the model uses {lam_used:g}. For another "
+                      "lam_rel use CInA(method='exact')", OutOfRangeWarning, stacklevel=3)
+
+    t_model = time.perf_counter()
+    path = model.choose_path(n)
+    with torch.inference_mode():
+        z = torch.as_tensor(Z, dtype=torch.float32)[None]
+        tt = torch.as_tensor(t, dtype=torch.float32)[None]
+        mask = torch.ones(1, n, dtype=torch.bool)
+        out = model(z, tt, mask, torch.tensor([bw], dtype=torch.float32),
+                    torch.tensor([lam_used], dtype=torch.float32),
+                    torch.tensor([problem]), path=path)
+        alpha = out["alpha"][0].double().numpy()
+        density = out["arm_density"][0].double().numpy()
+    seconds_model = time.perf_counter() - t_model
+    alpha = np.where(np.isfinite(alpha), np.maximum(alpha, 0.0), 0.0)
+    for arm in (0, 1):
+        sel = t == arm
+        s = alpha[sel].sum()
+        alpha[sel] = alpha[sel] / s if s > 0 else 1.0 / sel.sum()
+    if problem == 1:
+        alpha[t == 1] = 1.0 / n1
+
+    lonely_t, lonely_c = overlap_fractions(density, t)
+    if max(lonely_t, lonely_c) > OVERLAP_MAX_FRACTION:
+        warnings.warn(
+            f"zero-shot: near-total lack of overlap: {lonely_t:.0%} of treated and {lonely_c:.0%} "
+            f"of control units have no counterpart in the other arm (kernel similarity to the "
+            f"other arm below {OVERLAP_RATIO:g} of that to their own arm); the weights lean on "
+            "few units and the estimate extrapolates. Consider trimming, the ATT, or a "
+            "different estimand", OverlapWarning, stacklevel=3)
+    info = {
+        "bandwidth": float(bw), "lam_rel": lam_used, **lam_info,
+        "model_version": meta.get("model_version", MODEL_VERSION),
+        "refinement_steps": int(cfg.n_steps), "path": path,
+        "no_counterpart_treated": lonely_t, "no_counterpart_control": lonely_c,
+        "seconds": time.perf_counter() - t0, "seconds_model": seconds_model,
+    }
+    if lam_used != lam_rel:
+        info["lam_rel_requested"] = lam_rel
+    return alpha, info

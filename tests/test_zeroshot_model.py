@@ -1,0 +1,277 @@
+"""The zero-shot model: kernel paths, equivariance, masking, outputs, shipped model, warnings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cina.balancing.kernel import attention_kernel, median_bandwidth, standardize
+from cina.balancing.weights import balancing_objective
+from cina.errors import CheckpointError, OutOfRangeWarning, OverlapWarning
+from cina.model.checkpoint import (
+    PINNED_SHA256,
+    load_model,
+    load_pretrained,
+    pretrained_path,
+    read_metadata,
+    save_model,
+    sha256_file,
+)
+from cina.model.zeroshot import PROBLEMS, KernelOps, ZeroShotBalancer, ZeroShotConfig
+
+REF = Path(__file__).parent / "data" / "zeroshot_reference.json"
+
+
+def _small_model(seed: int = 0, **kw) -> ZeroShotBalancer:
+    torch.manual_seed(seed)
+    cfg = ZeroShotConfig(hidden=16, n_encoder_layers=1, step_hidden=16, n_steps=3, **kw)
+    model = ZeroShotBalancer(cfg).double().eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _dataset(rng: np.random.Generator, n: int, d: int):
+    X = rng.standard_normal((n, d))
+    X[:, 0] = (X[:, 0] > 0.3).astype(float)  # a binary column
+    t = (rng.random(n) < 1 / (1 + np.exp(-X[:, -1]))).astype(np.int64)
+    t[:3], t[3:6] = 1, 0
+    Z, _, _ = standardize(X)
+    return Z, t, median_bandwidth(Z)
+
+
+def _batch(datasets, dtype=torch.float64):
+    B = len(datasets)
+    N = max(z.shape[0] for z, _, _ in datasets)
+    D = max(z.shape[1] for z, _, _ in datasets)
+    z = torch.zeros(B, N, D, dtype=dtype)
+    t = torch.zeros(B, N, dtype=dtype)
+    mask = torch.zeros(B, N, dtype=torch.bool)
+    for b, (zz, tt, _) in enumerate(datasets):
+        z[b, :len(tt), :zz.shape[1]] = torch.as_tensor(zz)
+        t[b, :len(tt)] = torch.as_tensor(tt, dtype=dtype)
+        mask[b, :len(tt)] = True
+    bw = torch.tensor([b for _, _, b in datasets], dtype=dtype)
+    return z, t, mask, bw
+
+
+def test_kernel_paths_match_naive_kernel():
+    rng = np.random.default_rng(1)
+    data = [_dataset(rng, 70, 4), _dataset(rng, 45, 2)]
+    z, t, mask, bw = _batch(data)
+    V = torch.randn(2, 70, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    V = V * mask[..., None]
+    dense = KernelOps(z, mask, bw, "dense").matvec(V)
+    sdpa = KernelOps(z, mask, bw, "sdpa", chunk_size=16).matvec(V)
+    for b, (Z, _, h) in enumerate(data):
+        n = len(Z)
+        K = attention_kernel(Z, h)  # the library's reference kernel (numpy, log space)
+        naive = K @ V[b, :n].numpy()
+        np.testing.assert_allclose(dense[b, :n].numpy(), naive, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(sdpa[b, :n].numpy(), naive, rtol=1e-9, atol=1e-10)
+        # naive softmax attention identity: K v = (K 1) * softmax(s - log h_j) v
+        s = Z @ Z.T / h
+        log_h = np.log(np.exp(s).sum(1))
+        a = s - log_h[None, :]
+        p = np.exp(a - a.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        np.testing.assert_allclose(K.sum(1)[:, None] * (p @ V[b, :n].numpy()), naive, rtol=1e-9)
+
+
+@pytest.mark.parametrize("problem", [0, 1, 2])
+def test_model_paths_agree_and_objective_matches(problem):
+    rng = np.random.default_rng(2)
+    data = [_dataset(rng, 60, 3), _dataset(rng, 40, 5)]
+    z, t, mask, bw = _batch(data)
+    m = _small_model(problem)
+    lam = torch.tensor([0.1, 0.5], dtype=torch.float64)
+    pr = torch.tensor([problem, problem])
+    d = m(z, t, mask, bw, lam, pr, path="dense", return_trace=True)
+    s = m(z, t, mask, bw, lam, pr, path="sdpa", return_trace=True)
+    torch.testing.assert_close(d["alpha"], s["alpha"], rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(d["objective"], s["objective"], rtol=1e-8, atol=1e-12)
+    balance, estimand = PROBLEMS[problem]
+    for b, (Z, tt, h) in enumerate(data):
+        K = attention_kernel(Z, h)
+        a = d["alpha"][b, :len(tt)].numpy()
+        ref, _ = balancing_objective(K, tt, a, float(lam[b]), balance, estimand)
+        assert float(d["objective"][b]) == pytest.approx(ref, rel=1e-8)
+
+
+def test_permutation_equivariance():
+    rng = np.random.default_rng(3)
+    Z, t, bw = _dataset(rng, 80, 4)
+    perm = rng.permutation(80)
+    m = _small_model(3)
+    for problem in (0, 1, 2):
+        args = (torch.tensor([bw]).double(), torch.tensor([0.2]).double(), torch.tensor([problem]))
+        mask = torch.ones(1, 80, dtype=torch.bool)
+        a = m(torch.as_tensor(Z)[None], torch.as_tensor(t).double()[None], mask, *args)["alpha"]
+        b = m(torch.as_tensor(Z[perm])[None], torch.as_tensor(t[perm]).double()[None], mask,
+              *args)["alpha"]
+        torch.testing.assert_close(a[0, perm], b[0], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["dense", "sdpa"])
+def test_padding_invariance(path):
+    rng = np.random.default_rng(4)
+    small, big = _dataset(rng, 30, 2), _dataset(rng, 90, 6)
+    m = _small_model(4)
+    z1, t1, mk1, bw1 = _batch([small])
+    alone = m(z1, t1, mk1, bw1, torch.tensor([0.3]).double(), torch.tensor([0]), path=path)
+    z2, t2, mk2, bw2 = _batch([big, small])
+    both = m(z2, t2, mk2, bw2, torch.tensor([1.0, 0.3]).double(), torch.tensor([2, 0]),
+             path=path)
+    torch.testing.assert_close(both["alpha"][1, :30], alone["alpha"][0], rtol=1e-9, atol=1e-12)
+    assert torch.all(both["alpha"][1, 30:] == 0)
+
+
+def test_weights_nonnegative_and_normalised_per_arm():
+    rng = np.random.default_rng(5)
+    data = [_dataset(rng, 50, 3), _dataset(rng, 35, 1)]
+    z, t, mask, bw = _batch(data)
+    m = _small_model(5)
+    for problem in (0, 1, 2):
+        pr = torch.tensor([problem, problem])
+        a = m(z, t, mask, bw, torch.tensor([0.05, 2.0]).double(), pr)["alpha"]
+        assert torch.all(a >= 0)
+        for b, (_, tt, _) in enumerate(data):
+            ab = a[b, :len(tt)].numpy()
+            assert ab[tt == 1].sum() == pytest.approx(1.0, abs=1e-9)
+            assert ab[tt == 0].sum() == pytest.approx(1.0, abs=1e-9)
+            if problem == 1:  # ATT: treated stay uniform
+                np.testing.assert_allclose(ab[tt == 1], 1.0 / tt.sum(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 2, 13, 50, 100])
+def test_any_number_of_covariates(d):
+    rng = np.random.default_rng(6 + d)
+    Z, t, bw = _dataset(rng, 40, d)
+    m = _small_model(6)
+    out = m(torch.as_tensor(Z)[None], torch.as_tensor(t).double()[None],
+            torch.ones(1, 40, dtype=torch.bool), torch.tensor([bw]).double(),
+            torch.tensor([0.1]).double(), torch.tensor([0]))
+    assert torch.isfinite(out["alpha"]).all()
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+def test_checkpoint_round_trip_and_sha_mismatch(tmp_path):
+    m = _small_model(7).float()
+    path = tmp_path / "m.safetensors"
+    sha = save_model(m, path, training_data={"prior": "test"}, metrics={"corr_median": 0.5})
+    assert sha == sha256_file(path)
+    loaded, meta = load_model(path, expected_sha256=sha)
+    assert meta["training_data"]["prior"] == "test" and meta["metrics"]["corr_median"] == 0.5
+    assert meta["format_version"] == "1" and "cina_version" in meta
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+    bad = tmp_path / "bad.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(bad, expected_sha256=sha)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_shipped_model_is_pinned_and_described():
+    path = pretrained_path()
+    assert path.is_file()
+    assert sha256_file(path) == PINNED_SHA256
+    assert path.stat().st_size < 20 * 2**20
+    meta = read_metadata(path)
+    assert meta["training_data"]["real_covariates"].startswith("none")
+    assert "corr_median" in meta["metrics"]
+    model, _ = load_pretrained()
+    assert not model.training
+
+
+def test_corrupt_shipped_copy_raises(tmp_path):
+    copy = tmp_path / "zeroshot-v1.safetensors"
+    shutil.copy(pretrained_path(), copy)
+    with copy.open("r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\x00" * 8)
+    with pytest.raises(CheckpointError, match="expected"):
+        load_model(copy, expected_sha256=PINNED_SHA256)
+
+
+def test_shipped_model_reproduces_reference_outputs():
+    from cina import CInA
+    from cina.zeroshot import zero_shot_weights
+
+    ref = json.loads(REF.read_text())
+    X = np.asarray(ref["X"])
+    t = np.asarray(ref["t"], dtype=np.int64)
+    y = np.asarray(ref["y"])
+    assert ref["sha256"] == PINNED_SHA256, "regenerate with scripts/make_zeroshot_reference.py"
+    for case in ref["cases"]:
+        Z, _, _ = standardize(X)
+        alpha, info = zero_shot_weights(Z, t, y, estimand=case["estimand"],
+                                        balance=case["balance"], lam_rel=case["lam_rel"],
+                                        bandwidth=None)
+        np.testing.assert_allclose(alpha, case["alpha"], rtol=1e-4, atol=1e-6)
+        res = CInA(method="zero-shot", estimand=case["estimand"], balance=case["balance"],
+                   lam_rel=case["lam_rel"]).fit(X, t, y).result_
+        assert res.estimate == pytest.approx(case["estimate"], abs=1e-5)
+        assert info["refinement_steps"] == ref["refinement_steps"]
+
+
+# --- out-of-range behaviour -------------------------------------------------------------------
+
+def _zs(Z, t, **kw):
+    from cina.zeroshot import zero_shot_weights
+
+    return zero_shot_weights(Z, t, None, estimand=kw.pop("estimand", "ate"),
+                             balance=kw.pop("balance", "target"),
+                             lam_rel=kw.pop("lam_rel", 0.1), bandwidth=None)
+
+
+def test_in_range_has_no_warning():
+    rng = np.random.default_rng(8)
+    Z, t, _ = _dataset(rng, 300, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        alpha, info = _zs(Z, t)
+    assert info["path"] == "dense" and info["model_version"] == "zeroshot-v1"
+
+
+def test_warns_for_too_many_units_and_covariates():
+    rng = np.random.default_rng(9)
+    Z, t, _ = _dataset(rng, 2100, 2)
+    with pytest.warns(OutOfRangeWarning, match="exceeds the pretraining range"):
+        _zs(Z, t)
+    Z, t, _ = _dataset(rng, 200, 60)
+    with pytest.warns(OutOfRangeWarning, match="covariate columns"):
+        _zs(Z, t)
+
+
+def test_warns_for_tiny_arm_and_lam_out_of_range():
+    rng = np.random.default_rng(10)
+    Z = rng.standard_normal((200, 3))
+    t = np.zeros(200, np.int64)
+    t[:3] = 1
+    with pytest.warns(OutOfRangeWarning, match="treated = 3"):
+        alpha, _ = _zs(Z, t)
+    assert np.all(alpha >= 0)
+    Z, t, _ = _dataset(rng, 200, 3)
+    with pytest.warns(OutOfRangeWarning, match="lam_rel"):
+        _, info = _zs(Z, t, lam_rel=50.0)
+    assert info["lam_rel"] == 3.0
+
+
+def test_warns_for_lack_of_overlap():
+    rng = np.random.default_rng(11)
+    n = 400
+    t = (rng.random(n) < 0.5).astype(np.int64)
+    X = rng.standard_normal((n, 2)) * 0.3 + 4.0 * t[:, None]  # arms far apart
+    Z, _, _ = standardize(X)
+    with pytest.warns(OverlapWarning, match="no counterpart"):
+        _zs(Z, t)

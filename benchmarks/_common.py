@@ -46,7 +46,7 @@ def design(name: str, seed: int, n: int, d: int = 25):
         X = rng.normal(size=(n, 5))
         logit = 0.8 * X[:, 0] - 0.5 * X[:, 1] + 0.3 * X[:, 2] - 0.4
         mu0 = X[:, 0] + 0.5 * X[:, 1] ** 2 + np.sin(2 * X[:, 2])
-        tau = 1.0 + (X[:, 0] if name == "smooth" else 0.0)
+        tau = 1.0 + (X[:, 0] if name == "smooth" else np.zeros(n))
     elif name == "sparse":
         X = rng.normal(size=(n, d))
         X[:, d // 2:] = (X[:, d // 2:] > 0.3).astype(float)

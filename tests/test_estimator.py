@@ -121,3 +121,12 @@ def test_data_driven_lam_is_recorded():
     est = cina.CInA().fit(X, t, y)
     info = est.result_.info
     assert info["lam_rule"] and 0.01 <= info["lam_rel"] <= 3 and info["bandwidth"] > 0
+
+
+def test_dense_methods_refuse_huge_inputs(monkeypatch):
+    import cina.estimator as est_mod
+
+    monkeypatch.setitem(est_mod.MAX_N_DENSE, "exact", 50)
+    X, t, y, _ = simulate(7, n=60)
+    with pytest.raises(CInAValidationError, match="limited to 50 units; received 60"):
+        cina.CInA().fit(X, t, y)

@@ -13,9 +13,10 @@ from ._validation import ValidatedData
 from .balancing import resolve_bandwidth, solve_balancing_weights, standardize
 from .balancing.kernel import attention_kernel
 from .balancing.outcome import gp_loo_residuals
-from .balancing.tuning import select_lam_rel
+from .balancing.tuning import LAM_MIN, select_lam_rel
 from .balancing.weights import check_options
 from .base import EffectEstimator
+from .diagnostics import balance_table
 from .errors import CInAValidationError
 from .inference import weighting_se
 from .results import EffectResult
@@ -23,6 +24,16 @@ from .results import EffectResult
 __all__ = ["CInA", "CINA_METHODS"]
 
 CINA_METHODS = ("exact", "fit", "zero-shot")
+# exact and fit hold N x N float64 matrices (the kernel, and the QP's Hessian or the Cholesky
+# factor): 20,000 units is 3.2 GB each; beyond that use the zero-shot model (O(N) memory).
+MAX_N_DENSE = {"exact": 20_000, "fit": 10_000}
+
+
+SMD_GUARD = 0.1  # the customary threshold of good balance
+
+
+def _max_smd(X: np.ndarray, t: np.ndarray, alpha: np.ndarray, estimand: str) -> float:
+    return float(balance_table(X, t, alpha, estimand=estimand)["smd_after"].max())
 
 
 class CInA(EffectEstimator):
@@ -37,8 +48,10 @@ class CInA(EffectEstimator):
     balance : "target" (default) balances each arm to the estimand's population (the whole sample
         for the ATE, the treated for the ATT), which removes the estimand drift of the paper's
         formulation; "mutual" is the paper's problem (P), arms balanced to each other.
-    lam_rel : ridge relative to the mean kernel diagonal; None picks it per dataset (see
-        :func:`cina.balancing.tuning.select_lam_rel`).
+    lam_rel : ridge relative to the mean kernel diagonal; None picks it per dataset: the
+        Gaussian-process marginal-likelihood rule (:func:`cina.balancing.tuning.select_lam_rel`)
+        with a balance guard (lam divided by 3 while a covariate's |SMD| after weighting exceeds
+        0.1, down to 0.01); see docs/method_notes.md section 2.
     bandwidth : kernel bandwidth (a squared length scale of the standardised covariates); None or
         "median" is the median heuristic, "sqrt_d"/"d" the fixed rules of the paper's setting.
     penalty : "squared_hinge" (ridge on the weights, METHOD section 3) or "hinge" (the plain-hinge
@@ -92,8 +105,34 @@ class CInA(EffectEstimator):
             raise CInAValidationError(
                 f"lam_rel must be a positive number or None; received {self.lam_rel!r}")
 
+    def _weights(self, Z: np.ndarray, t: np.ndarray, K: np.ndarray | None, bw: float,
+                 lam_rel: float) -> tuple[np.ndarray, dict]:
+        """Balancing weights for one lam by the chosen method, and what the method reports."""
+        if self.method == "zero-shot":
+            from .zeroshot import zero_shot_weights
+
+            return zero_shot_weights(Z, t, estimand=self.estimand, balance=self.balance,
+                                     lam_rel=lam_rel, bandwidth=bw)
+        if self.method == "exact":
+            sol = solve_balancing_weights(K, t, lam_rel, balance=self.balance,
+                                          estimand=self.estimand, penalty=self.penalty)
+            return sol.alpha, {"objective": sol.objective, "mmd2": sol.mmd2,
+                               "kkt_residual": sol.kkt_residual}
+        from .fit import fit_balancing_attention
+
+        res = fit_balancing_attention(
+            Z, t, bandwidth=bw, lam_rel=lam_rel, balance=self.balance, estimand=self.estimand,
+            learn_kernel=self.learn_kernel, dtype=self.dtype, max_iter=self.max_iter,
+            tol=self.tol, seed=self.random_state)
+        return res.alpha, res.info
+
     def _fit_validated(self, data: ValidatedData) -> EffectResult:
         self._check_settings()
+        limit = MAX_N_DENSE.get(self.method)
+        if limit is not None and data.n > limit:
+            raise CInAValidationError(
+                f"method={self.method!r} builds N x N matrices and is limited to {limit:,} units; "
+                f"received {data.n:,}. Use method='zero-shot' (O(N) memory) or subsample")
         Z, _, _ = standardize(data.X)
         bw = resolve_bandwidth(Z, self.bandwidth)
         # the GP noise-to-signal ratio: the data-driven lam, and the ridge of the residual model
@@ -102,31 +141,24 @@ class CInA(EffectEstimator):
                                           balance=self.balance, estimand=self.estimand,
                                           seed=self.random_state)
         lam_rel = gp_lam if self.lam_rel is None else float(self.lam_rel)
-        info: dict = {"bandwidth": bw, "lam_rel": lam_rel,
+        info: dict = {"bandwidth": bw,
                       **(lam_info if self.lam_rel is None else {"lam_rule": "given"})}
-        if self.method == "zero-shot":
-            from .zeroshot import zero_shot_weights
-
-            alpha, zs_info = zero_shot_weights(Z, data.t, y=data.y, estimand=self.estimand,
-                                               balance=self.balance, lam_rel=lam_rel,
-                                               bandwidth=bw)
-            info.update(zs_info)
-        elif self.method == "exact":
-            K = attention_kernel(Z, bw)
-            sol = solve_balancing_weights(K, data.t, lam_rel, balance=self.balance,
-                                          estimand=self.estimand, penalty=self.penalty)
-            del K
-            alpha = sol.alpha
-            info.update(objective=sol.objective, mmd2=sol.mmd2, kkt_residual=sol.kkt_residual)
-        else:
-            from .fit import fit_balancing_attention
-
-            fitres = fit_balancing_attention(
-                Z, data.t, bandwidth=bw, lam_rel=lam_rel, balance=self.balance,
-                estimand=self.estimand, learn_kernel=self.learn_kernel, dtype=self.dtype,
-                max_iter=self.max_iter, tol=self.tol, seed=self.random_state)
-            alpha = fitres.alpha
-            info.update(fitres.info)
+        K = attention_kernel(Z, bw) if self.method == "exact" else None
+        alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
+        if self.lam_rel is None:
+            # balance guard of the lam rule (docs/method_notes.md, section 2): the GP ratio
+            # absorbs outcome-model misfit as noise; where its lam leaves a covariate visibly
+            # imbalanced (|SMD| > 0.1), lam is divided by 3 until balance is reached or LAM_MIN
+            steps = 0
+            while lam_rel > LAM_MIN and _max_smd(data.X, data.t, alpha, self.estimand) > \
+                    SMD_GUARD:
+                lam_rel = max(lam_rel / 3.0, LAM_MIN)
+                alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
+                steps += 1
+            info["lam_guard_steps"] = steps
+        del K
+        info["lam_rel"] = lam_rel
+        info.update(weight_info)
         w = 2.0 * data.t - 1.0
         estimate = float(np.sum(alpha * w * data.y))
         if self.variance == "kernel":

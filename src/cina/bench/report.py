@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -329,6 +330,13 @@ def _plots(out: Path, summary: pd.DataFrame, suites: list[str], methods: list[st
     return notes
 
 
+def _error_kind(status: str) -> str:
+    """A failure message with numbers and quoted names masked, to group similar failures."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", str(status))
+    text = re.sub(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?", "#", text)
+    return text[:120]
+
+
 def _subset_notes(df: pd.DataFrame) -> list[str]:
     """Which methods ran on fewer datasets than their suite holds (``--max-datasets``)."""
     from .suites import suite_datasets
@@ -502,10 +510,12 @@ def write_report(out, *, extra_notes: list[str] | None = None, plots: bool = Tru
                             "median s", "95% coverage (n)"], rows) + [""]
         errs = df[(df["suite"] == s) & (df["status"] != "ok")]
         if len(errs):
-            msgs = errs.groupby(["method", "status"]).size().reset_index(name="count")
-            lines += ["Failures:", ""]
-            lines += [f"- {r.method}: {r.count} x `{r.status[:160]}`"
-                      for r in msgs.itertuples()]
+            errs = errs.assign(kind=errs["status"].map(_error_kind))
+            lines += ["Failures (messages with numbers and names masked; results.csv has each "
+                      "one):", ""]
+            for (m, kind), g in errs.groupby(["method", "kind"], sort=False):
+                lines.append(f"- {m}: {len(g)} x `{kind}` (e.g. {g['dataset'].iloc[0]}: "
+                             f"`{g['status'].iloc[0][:200]}`)")
             lines += [""]
 
     # LaLonde

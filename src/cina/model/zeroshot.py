@@ -356,8 +356,9 @@ class ZeroShotBalancer(nn.Module):
             _, obj_c = self.qp_from(cand, KR_c, t, mask, lam, problem)
             slope = 2.0 * (g * (cand - alpha)).sum(1)  # f'(0)
             curv = obj_c - obj - slope  # f(1) - f(0) - f'(0) = quadratic coefficient
-            gamma = torch.where(curv > 1e-30 * obj.abs(), -slope / (2.0 * curv.clamp_min(1e-30)),
-                                (obj_c < obj).to(obj.dtype))
+            convex = curv > 1e-12 * obj.abs()
+            safe = torch.where(convex, curv, torch.ones_like(curv))  # no inf/NaN in either branch
+            gamma = torch.where(convex, -slope / (2.0 * safe), (obj_c < obj).to(obj.dtype))
             gamma = gamma.clamp(0.0, 1.0)[:, None]
             alpha = alpha + gamma * (cand - alpha)
             KR = KR + gamma[..., None] * (KR_c - KR)

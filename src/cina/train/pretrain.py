@@ -352,6 +352,7 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
                desc="pretrain")
     B = cfg.optim.batch_size
     t_start = time.perf_counter() - elapsed
+    n_skipped = int(state.get("skipped_steps", 0)) if step else 0
     model.train()
     while step < last_step and not sched.done:
         idx = [step * B + rank + j * world for j in range(B // world)]
@@ -364,7 +365,12 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
             tot += info["log_obj"]
         _allreduce_grads(model, world)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        opt.step()
+        skipped = not bool(torch.isfinite(gnorm))  # identical on every rank (all-reduced grads)
+        if skipped:  # one pathological batch must not poison the weights: drop its update
+            opt.zero_grad(set_to_none=False)
+            n_skipped += 1
+        else:
+            opt.step()
         step += 1
         elapsed_now = time.perf_counter() - t_start
         if world > 1:  # every rank must agree on the time-based schedule
@@ -380,12 +386,14 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
             tot = float(tt)
         if step % cfg.run.log_every == 0 or finished:
             log({"kind": "train", "step": step, "log_obj": tot / B, "grad_norm": float(gnorm),
+                 "skipped_steps": n_skipped,
                  "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t_start})
         if cfg.run.val_every > 0 and (step % cfg.run.val_every == 0 or (finished and max_steps is None)):
             validate()
         if rank == 0 and (step % cfg.run.ckpt_every == 0 or finished):
             _save_checkpoint(ckpt_path, model, opt, sched, step, cfg,
-                             {"elapsed_s": time.perf_counter() - t_start})
+                             {"elapsed_s": time.perf_counter() - t_start,
+                              "skipped_steps": n_skipped})
         if os.environ.get(_CRASH_ENV) == str(step):  # tests: a real SIGKILL mid-run
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()

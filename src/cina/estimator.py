@@ -12,7 +12,7 @@ import numpy as np
 from ._validation import ValidatedData
 from .balancing import resolve_bandwidth, solve_balancing_weights, standardize
 from .balancing.kernel import attention_kernel
-from .balancing.outcome import gp_loo_residuals
+from .balancing.outcome import gp_loo_residuals, gp_outcome_predictions
 from .balancing.tuning import LAM_MIN, select_lam_rel
 from .balancing.weights import check_options
 from .base import EffectEstimator
@@ -29,6 +29,7 @@ CINA_METHODS = ("exact", "fit", "zero-shot")
 MAX_N_DENSE = {"exact": 20_000, "fit": 10_000}
 
 
+AUGMENT_MODELS = (None, "gbm", "kernel")
 SMD_GUARD = 0.1  # the customary threshold of good balance
 
 
@@ -66,6 +67,11 @@ class CInA(EffectEstimator):
         the per-arm kernel ridge fit with the same kernel and the GP ridge; "matching" uses
         Abadie-Imbens nearest-neighbour residuals (conservative in more than a few dimensions).
     n_neighbors_se : neighbours of the "matching" variance estimate.
+    augment : None (default) estimates sum_i alpha_i (2t_i - 1) y_i; "gbm" or "kernel" gives the
+        augmented (doubly robust) balancing estimate mean_T(m1 - m0) + sum_i alpha_i (2t_i - 1)
+        (y_i - m_{t_i}(x_i)) with per-arm outcome models m_a: 5-fold cross-fitted histogram
+        gradient boosting ("gbm") or the GP posterior mean with the balancing kernel ("kernel").
+        The weights are the same; the se uses the outcome model's out-of-sample residuals.
     """
 
     _is_weighting = True
@@ -74,7 +80,7 @@ class CInA(EffectEstimator):
                  lam_rel: float | None = None, bandwidth=None, penalty: str = "squared_hinge",
                  learn_kernel=False, random_state: int = 0, dtype: str = "float64",
                  max_iter: int = 3000, tol: float = 1e-6, variance: str = "kernel",
-                 n_neighbors_se: int = 3):
+                 n_neighbors_se: int = 3, augment: str | None = None):
         self.method = method
         self.estimand = estimand
         self.balance = balance
@@ -88,6 +94,7 @@ class CInA(EffectEstimator):
         self.tol = tol
         self.variance = variance
         self.n_neighbors_se = n_neighbors_se
+        self.augment = augment
 
     @property
     def method_name(self) -> str:  # type: ignore[override]
@@ -98,6 +105,9 @@ class CInA(EffectEstimator):
             raise CInAValidationError(
                 f"method must be one of {CINA_METHODS}; received {self.method!r}")
         check_options(self.balance, self.estimand, self.penalty)
+        if self.augment not in AUGMENT_MODELS:
+            raise CInAValidationError(
+                f"augment must be one of {AUGMENT_MODELS}; received {self.augment!r}")
         if self.variance not in ("kernel", "matching"):
             raise CInAValidationError(
                 f"variance must be 'kernel' or 'matching'; received {self.variance!r}")
@@ -125,6 +135,33 @@ class CInA(EffectEstimator):
             learn_kernel=self.learn_kernel, dtype=self.dtype, max_iter=self.max_iter,
             tol=self.tol, seed=self.random_state)
         return res.alpha, res.info
+
+    def _augmented(self, data: ValidatedData, Z: np.ndarray, bw: float, gp_lam: float,
+                   alpha: np.ndarray) -> tuple[float, float, dict]:
+        """Augmented balancing estimate (docs/method_notes.md, section 8) and its se."""
+        t, y = data.t, data.y
+        if self.augment == "kernel":
+            m0, m1 = gp_outcome_predictions(Z, t, y, bandwidth=bw, ridge=gp_lam,
+                                            seed=self.random_state)
+            resid = gp_loo_residuals(Z, t, y, bandwidth=bw, ridge=gp_lam,
+                                     seed=self.random_state)
+        else:  # "gbm": cross-fitted gradient boosting per arm
+            from sklearn.ensemble import HistGradientBoostingRegressor
+
+            from .baselines._common import cross_fit_folds, cross_fit_outcomes
+
+            folds = cross_fit_folds(t, min(5, data.n_treated, data.n_control),
+                                    self.random_state)
+            m0, m1 = cross_fit_outcomes(data.X, t, y, folds, HistGradientBoostingRegressor(),
+                                        self.random_state)
+            resid = y - np.where(t == 1, m1, m0)
+        target = np.ones(data.n, bool) if self.estimand == "ate" else t == 1
+        w = 2.0 * t - 1.0
+        fitted = np.where(t == 1, m1, m0)
+        estimate = float(np.mean(m1[target] - m0[target]) + np.sum(alpha * w * (y - fitted)))
+        se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
+        return estimate, se, {"augment": self.augment,
+                              "outcome_model_effect": float(np.mean(m1[target] - m0[target]))}
 
     def _fit_validated(self, data: ValidatedData) -> EffectResult:
         self._check_settings()
@@ -160,13 +197,17 @@ class CInA(EffectEstimator):
         info["lam_rel"] = lam_rel
         info.update(weight_info)
         w = 2.0 * data.t - 1.0
-        estimate = float(np.sum(alpha * w * data.y))
-        if self.variance == "kernel":
-            resid = gp_loo_residuals(Z, data.t, data.y, bandwidth=bw, ridge=gp_lam,
-                                     seed=self.random_state)
-            se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
+        if self.augment is None:
+            estimate = float(np.sum(alpha * w * data.y))
+            if self.variance == "kernel":
+                resid = gp_loo_residuals(Z, data.t, data.y, bandwidth=bw, ridge=gp_lam,
+                                         seed=self.random_state)
+                se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
+            else:
+                se = weighting_se(Z, data.t, data.y, alpha, self.n_neighbors_se)
         else:
-            se = weighting_se(Z, data.t, data.y, alpha, self.n_neighbors_se)
+            estimate, se, aug_info = self._augmented(data, Z, bw, gp_lam, alpha)
+            info.update(aug_info)
         return EffectResult(estimate=estimate, se=se, estimand=self.estimand,
                             method=self.method, n=data.n, n_treated=data.n_treated,
                             n_control=data.n_control, seconds=0.0, weights=alpha, t=data.t,

@@ -2,7 +2,8 @@
 
 ``make_estimator("ipw", estimand="att")`` returns an unfitted estimator; ``available_methods()``
 lists the names. "exact", "fit" and "zero-shot" are :class:`~cina.CInA` with that ``method``;
-the others are the baselines of :mod:`cina.baselines`.
+"exact-aug" and "zero-shot-aug" the same weights with the augmented (doubly robust) estimate
+(``augment="gbm"``); the others are the baselines of :mod:`cina.baselines`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ _REGISTRY: dict[str, tuple[type[EffectEstimator], dict]] = {
     "exact": (CInA, {"method": "exact"}),
     "fit": (CInA, {"method": "fit"}),
     "zero-shot": (CInA, {"method": "zero-shot"}),
+    "exact-aug": (CInA, {"method": "exact", "augment": "gbm"}),
+    "zero-shot-aug": (CInA, {"method": "zero-shot", "augment": "gbm"}),
     "naive": (NaiveDifference, {}),
     "ipw": (IPW, {}),
     "aipw": (AIPW, {}),

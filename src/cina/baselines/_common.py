@@ -114,6 +114,24 @@ def _predict_proba1(model, X: np.ndarray) -> np.ndarray:
     return proba[:, classes.index(1)]
 
 
+def cross_fit_outcomes(X: np.ndarray, t: np.ndarray, y: np.ndarray, folds, outcome_learner,
+                       seed) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold predictions g0(x) = E[y | x, t=0] and g1(x) = E[y | x, t=1]: for each fold
+    the learner is fitted separately on the training units of each arm (a fresh clone whose
+    ``random_state`` left at None becomes ``seed``) and predicts the fold's units."""
+    n = len(y)
+    g0, g1 = np.full(n, np.nan), np.full(n, np.nan)
+    for train, test in folds:
+        t_tr = t[train]
+        for arm, g in ((0, g0), (1, g1)):
+            idx = train[t_tr == arm]
+            model = seeded_clone(outcome_learner, seed).fit(X[idx], y[idx])
+            g[test] = model.predict(X[test])
+    if not (np.isfinite(g0).all() and np.isfinite(g1).all()):
+        raise CInAValidationError("an outcome learner returned non-finite predictions")
+    return g0, g1
+
+
 def cross_fit_nuisances(X: np.ndarray, t: np.ndarray, y: np.ndarray, folds, outcome_learner,
                         propensity_learner, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Out-of-fold predictions g0(x) = E[y | x, t=0], g1(x) = E[y | x, t=1] and m(x) = P(t=1 | x).
@@ -123,17 +141,12 @@ def cross_fit_nuisances(X: np.ndarray, t: np.ndarray, y: np.ndarray, folds, outc
     ``random_state`` left at None becomes ``seed``), so every fold's learner starts from the same
     seed, exactly as DoubleML's ``_dml_cv_predict`` does.
     """
-    n = len(y)
-    g0, g1, m = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    g0, g1 = cross_fit_outcomes(X, t, y, folds, outcome_learner, seed)
+    m = np.full(len(y), np.nan)
     for train, test in folds:
-        t_tr = t[train]
-        for arm, g in ((0, g0), (1, g1)):
-            idx = train[t_tr == arm]
-            model = seeded_clone(outcome_learner, seed).fit(X[idx], y[idx])
-            g[test] = model.predict(X[test])
-        prop = seeded_clone(propensity_learner, seed).fit(X[train], t_tr)
+        prop = seeded_clone(propensity_learner, seed).fit(X[train], t[train])
         m[test] = _predict_proba1(prop, X[test])
-    if not (np.isfinite(g0).all() and np.isfinite(g1).all() and np.isfinite(m).all()):
+    if not np.isfinite(m).all():
         raise CInAValidationError("a nuisance learner returned non-finite predictions")
     return g0, g1, m
 

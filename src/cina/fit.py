@@ -21,8 +21,10 @@ Learning the key map (``learn_kernel="linear"`` or ``"mlp"``) minimises the same
 kernel too, which rewards kernels under which the arms are hardest to balance (METHOD section 9,
 items 4 and 6). Guards: the keys never see t, the kernel is normalised, and the keys' mean
 squared norm is held at that of z (a bandwidth constraint), so the kernel cannot collapse to the
-delta kernel. ``info["delta_ratio"]`` = p* / p_delta reports how close the learned kernel came to
-that degenerate floor (1 = degenerate). benchmarks/learn_kernel.py measures what learning does.
+delta kernel. ``info["delta_ratio"]`` = p* / p_delta compares the optimum under the learned
+kernel with that under the delta kernel: values near or above 1 mean the kernel has learned
+directions in which the arms cannot be balanced (the degeneracy). benchmarks/formulation.py
+measures what learning does: it did not help, so the default is the frozen kernel.
 """
 
 from __future__ import annotations

@@ -425,8 +425,10 @@ def test_dml_agrees_with_doubleml_irm(seed, score, normalize_ipw):
 
 # --- registry -------------------------------------------------------------------------------
 def test_registry_lists_every_method():
-    assert available_methods() == ["exact", "fit", "zero-shot", "naive", "ipw", "aipw", "dml",
-                                   "tlearner", "entropy"]
+    assert available_methods() == ["exact", "fit", "zero-shot", "exact-aug", "zero-shot-aug",
+                                   "naive", "ipw", "aipw", "dml", "tlearner", "entropy"]
+    aug = make_estimator("exact-aug")
+    assert aug.method == "exact" and aug.augment == "gbm"
     expected = {"naive": NaiveDifference, "ipw": IPW, "aipw": AIPW, "dml": DML,
                 "tlearner": TLearner, "entropy": EntropyBalancing}
     for name, cls in expected.items():

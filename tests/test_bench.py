@@ -150,7 +150,7 @@ def test_failures_are_recorded_and_others_run(tmp_path, tiny_suites, monkeypatch
     assert summary.loc["naive", "datasets_ok"] == 1
     assert summary.loc["naive", "datasets_failed"] == 2
     assert summary.loc["boom", "datasets_ok"] == 0
-    assert "Failures:" in (tmp_path / "summary.md").read_text()
+    assert "Failures (" in (tmp_path / "summary.md").read_text()
 
 
 def test_failures_are_skipped_on_resume_unless_retried(tmp_path, tiny_suites, calls):
@@ -248,3 +248,20 @@ def test_average_ranks_common_datasets():
     assert plain.loc["a", "avg_rank"] == 1  # MAE 0.15 over both datasets vs 0.2
     common = average_ranks(summary, ["s"], df=df, methods=["a", "b"])
     assert common.loc["b", "avg_rank"] == 1 and common.loc["a", "avg_rank"] == 2
+
+
+def test_ranks_skip_a_method_failing_on_most_datasets():
+    recs = []
+    for ds, errs in (("d1", (0.1, 0.2, 0.0)), ("d2", (0.3, 0.4, None)), ("d3", (0.2, 0.3, None))):
+        for m, e in zip(("a", "b", "c"), errs, strict=True):
+            recs.append({"suite": "s", "dataset": ds, "method": m, "abs_error": e,
+                         "status": "ok" if e is not None else "error: failed"})
+    df = pd.DataFrame(recs)
+    for col in RECORD_FIELDS:
+        if col not in df:
+            df[col] = None
+    summary = summarize(df)  # c: 1 ok, 2 failed -> not ranked, although its MAE is 0
+    for r in (average_ranks(summary, ["s"]),
+              average_ranks(summary, ["s"], df=df, methods=["a", "b", "c"])):
+        assert r.loc["a", "avg_rank"] == 1 and r.loc["b", "avg_rank"] == 2
+        assert np.isnan(r.loc["c", "avg_rank"]) and r.loc["c", "n_suites"] == 0

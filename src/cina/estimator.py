@@ -7,6 +7,8 @@ weights (exact QP | Algorithm 1 | zero-shot model) -> tau_hat = sum alpha w y ->
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ._validation import ValidatedData
@@ -17,7 +19,7 @@ from .balancing.tuning import LAM_MIN, select_lam_rel
 from .balancing.weights import check_options
 from .base import EffectEstimator
 from .diagnostics import balance_table
-from .errors import CInAValidationError
+from .errors import CInAValidationError, CInAWarning
 from .inference import weighting_se
 from .results import EffectResult
 
@@ -190,7 +192,9 @@ class CInA(EffectEstimator):
             while lam_rel > LAM_MIN and _max_smd(data.X, data.t, alpha, self.estimand) > \
                     SMD_GUARD:
                 lam_rel = max(lam_rel / 3.0, LAM_MIN)
-                alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
+                with warnings.catch_warnings():  # the first call already warned about the input
+                    warnings.simplefilter("ignore", CInAWarning)
+                    alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
                 steps += 1
             info["lam_guard_steps"] = steps
         del K

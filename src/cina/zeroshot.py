@@ -11,6 +11,8 @@ Out-of-range behaviour (never a silent garbage estimate):
   lam_rel outside [0.01, 3] (clipped to the range): :class:`~cina.errors.OutOfRangeWarning`;
 * fewer than :data:`MIN_ARM` units in an arm: :class:`~cina.errors.OutOfRangeWarning` (an empty
   arm is a :class:`~cina.errors.CInAValidationError`);
+* non-finite model output (a safeguard): :class:`~cina.errors.OutOfRangeWarning` and the exact QP
+  instead for N <= 5,000, a :class:`~cina.errors.CInAError` above;
 * near-total lack of overlap, i.e. more than :data:`OVERLAP_MAX_FRACTION` of an arm's units whose
   mean kernel similarity to the other arm is below :data:`OVERLAP_RATIO` times that to their own
   arm (no counterpart): :class:`~cina.errors.OverlapWarning`, with the fractions in the message.
@@ -23,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from .errors import CInAValidationError, OutOfRangeWarning, OverlapWarning
+from .errors import CInAError, CInAValidationError, OutOfRangeWarning, OverlapWarning
 
 __all__ = ["zero_shot_weights", "MIN_ARM", "OVERLAP_RATIO", "OVERLAP_MAX_FRACTION",
            "overlap_fractions"]
@@ -138,7 +140,22 @@ def zero_shot_weights(Z: np.ndarray, t: np.ndarray, y: np.ndarray | None = None,
         alpha = out["alpha"][0].double().numpy()
         density = out["arm_density"][0].double().numpy()
     seconds_model = time.perf_counter() - t_model
-    alpha = np.where(np.isfinite(alpha), np.maximum(alpha, 0.0), 0.0)
+    if not np.all(np.isfinite(alpha)):  # never a silent garbage estimate
+        if n > 5000:
+            raise CInAError("zero-shot: the model produced non-finite weights on this dataset; "
+                            "use CInA(method='exact') (on a subsample if N is very large)")
+        from .balancing.kernel import attention_kernel
+        from .balancing.weights import solve_balancing_weights
+
+        warnings.warn("zero-shot: the model produced non-finite weights on this dataset; "
+                      "falling back to the exact balancing QP (info['fallback'] = 'exact')",
+                      OutOfRangeWarning, stacklevel=3)
+        alpha = solve_balancing_weights(attention_kernel(Z, bw), t, lam_used, balance=balance,
+                                        estimand=estimand).alpha
+        fallback = "exact"
+    else:
+        fallback = None
+    alpha = np.maximum(alpha, 0.0)
     for arm in (0, 1):
         sel = t == arm
         s = alpha[sel].sum()
@@ -163,4 +180,6 @@ def zero_shot_weights(Z: np.ndarray, t: np.ndarray, y: np.ndarray | None = None,
     }
     if lam_used != lam_rel:
         info["lam_rel_requested"] = lam_rel
+    if fallback:
+        info["fallback"] = fallback
     return alpha, info

@@ -30,7 +30,7 @@ FORMAT = "cina-zeroshot"
 FORMAT_VERSION = 1
 MODEL_VERSION = "zeroshot-v1"
 #: sha256 of the shipped ``cina/weights/zeroshot-v1.safetensors``.
-PINNED_SHA256 = "c924732aa67f4ceecc850c7f004cf3792907e929bb9a8561856e1f025cd2c4fa"
+PINNED_SHA256 = "bd315fcd97ba922caedf1ffc3b048669e1d2688cbb3d44038692712faf6cddf6"
 
 _CACHE: dict = {}
 _LOCK = threading.Lock()

@@ -478,3 +478,11 @@ def test_plotting_functions_return_axes():
     assert any(label.startswith("treated: ESS") for label in labels)
     fig2 = diagnostics_figure(est, fig=Figure())
     assert len(fig2.axes) == 2
+
+
+def test_pretrain_and_bench_subcommands_are_registered(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "pretrain" in out and "bench" in out

@@ -47,6 +47,7 @@ import numpy as np
 
 from .errors import CInAError, CInAValidationError, MissingDependencyError
 from .io import SUPPORTED_EXTENSIONS, read_table, select_columns
+from .train.cli import add_pretrain_parser
 
 __all__ = ["main", "build_parser", "DEFAULT_METHOD", "SUBCOMMANDS", "UsageError",
            "format_number"]
@@ -584,7 +585,7 @@ def _add_bench(subparsers) -> None:
 
 
 # --- the parser and main ---------------------------------------------------------------------
-SUBCOMMANDS: list[Callable] = [_add_estimate, _add_methods, _add_bench]
+SUBCOMMANDS: list[Callable] = [_add_estimate, _add_methods, _add_bench, add_pretrain_parser]
 """Functions ``f(subparsers)`` that each add one subcommand (see the module docstring)."""
 
 

@@ -48,17 +48,6 @@ class AIPW(CrossFittedIRM):
 
     method_name = "aipw"
 
-    def __init__(self, estimand: str = "ate", n_folds: int = 5, outcome_learner=None,
-                 propensity_learner=None, clip: float | None = 0.01,
-                 normalize_ipw: bool = False, random_state: int = 0):
-        self.estimand = estimand
-        self.n_folds = n_folds
-        self.outcome_learner = outcome_learner
-        self.propensity_learner = propensity_learner
-        self.clip = clip
-        self.normalize_ipw = normalize_ipw
-        self.random_state = random_state
-
     def _default_learners(self):
         return (HistGradientBoostingRegressor(random_state=self.random_state),
                 HistGradientBoostingClassifier(random_state=self.random_state))

@@ -436,17 +436,14 @@ def export_model(run_dir: str | Path, out_path: str | Path) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    from .cli import add_run_arguments
+
     p = parser or argparse.ArgumentParser(prog="python -m cina.train.pretrain",
                                           description=__doc__,
                                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config_pos", nargs="?", metavar="CONFIG", help="TOML config file")
     p.add_argument("--config", dest="config", default=None, help="TOML config file")
-    p.add_argument("--out", default=None, help="run directory (default: [run] out_dir)")
-    p.add_argument("--resume", action="store_true",
-                   help="require an existing checkpoint in the run directory (without it a run "
-                        "resumes automatically when a checkpoint exists)")
-    p.add_argument("--export", default=None, metavar="FILE.safetensors",
-                   help="after training, export the model to this file")
+    add_run_arguments(p)
     return p
 
 

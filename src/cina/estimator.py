@@ -14,7 +14,7 @@ import numpy as np
 from ._validation import ValidatedData
 from .balancing import resolve_bandwidth, solve_balancing_weights, standardize
 from .balancing.kernel import attention_kernel
-from .balancing.outcome import gp_loo_residuals, gp_outcome_predictions
+from .balancing.outcome import gp_loo_residuals, gp_outcome_fit
 from .balancing.tuning import LAM_MIN, select_lam_rel
 from .balancing.weights import check_options
 from .base import EffectEstimator
@@ -143,10 +143,8 @@ class CInA(EffectEstimator):
         """Augmented balancing estimate (docs/method_notes.md, section 8) and its se."""
         t, y = data.t, data.y
         if self.augment == "kernel":
-            m0, m1 = gp_outcome_predictions(Z, t, y, bandwidth=bw, ridge=gp_lam,
-                                            seed=self.random_state)
-            resid = gp_loo_residuals(Z, t, y, bandwidth=bw, ridge=gp_lam,
-                                     seed=self.random_state)
+            m0, m1, resid = gp_outcome_fit(Z, t, y, bandwidth=bw, ridge=gp_lam,
+                                           seed=self.random_state)
         else:  # "gbm": cross-fitted gradient boosting per arm
             from sklearn.ensemble import HistGradientBoostingRegressor
 

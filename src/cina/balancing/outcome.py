@@ -20,7 +20,7 @@ import numpy as np
 
 from .kernel import _row_logsumexp
 
-__all__ = ["gp_outcome_predictions"]
+__all__ = ["gp_outcome_fit", "gp_outcome_predictions", "gp_loo_residuals"]
 
 
 def _cross_log_kernel(Zq: np.ndarray, Zb: np.ndarray, bandwidth: float) -> np.ndarray:
@@ -36,34 +36,17 @@ def _cross_log_kernel(Zq: np.ndarray, Zb: np.ndarray, bandwidth: float) -> np.nd
     return logk - c
 
 
-def gp_outcome_predictions(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
-                           ridge: float, max_units: int = 1000, seed: int = 0
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """(m0_hat, m1_hat) for every unit: per-arm kernel ridge with the attention kernel."""
-    rng = np.random.default_rng(seed)
-    preds = []
-    for arm in (0, 1):
-        idx = np.flatnonzero(t == arm)
-        if len(idx) > max_units:
-            idx = np.sort(rng.choice(idx, max_units, replace=False))
-        Zb, yb = Z[idx], y[idx]
-        Kbb = np.exp(_cross_log_kernel(Zb, Zb, bandwidth))
-        mean = yb.mean()
-        coef = np.linalg.solve(Kbb + ridge * np.eye(len(idx)), yb - mean)
-        pred = np.empty(len(Z))
-        for start in range(0, len(Z), 4096):
-            block = np.exp(_cross_log_kernel(Z[start:start + 4096], Zb, bandwidth))
-            pred[start:start + 4096] = mean + block @ coef
-        preds.append(pred)
-    return preds[0], preds[1]
+def gp_outcome_fit(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
+                   ridge: float, max_units: int = 1000, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-arm kernel ridge with the attention kernel, from one eigendecomposition per arm.
 
-
-def gp_loo_residuals(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
-                     ridge: float, max_units: int = 1000, seed: int = 0) -> np.ndarray:
-    """Out-of-sample residuals y_i - m_{t_i}(x_i) of the per-arm kernel ridge fit: leave-one-out
-    residuals (e_i / (1 - H_ii)) for the units the fit used, plain residuals for the others
-    (which the fit never saw)."""
+    Returns (m0_hat, m1_hat) for every unit and the out-of-sample residuals y_i - m_{t_i}(x_i):
+    leave-one-out residuals e_i / (1 - H_ii) for the units the fit used, plain residuals for
+    the others (which the fit never saw).
+    """
     rng = np.random.default_rng(seed)
+    preds = [np.empty(len(Z)), np.empty(len(Z))]
     resid = np.empty(len(y))
     for arm in (0, 1):
         idx = np.flatnonzero(t == arm)
@@ -75,14 +58,31 @@ def gp_loo_residuals(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: 
         lam = np.maximum(lam, 0.0)
         mean = yb.mean()
         proj = V.T @ (yb - mean)
+        coef = V @ (proj / (lam + ridge))  # (K + ridge I)^{-1} (y - mean)
+        for start in range(0, len(Z), 4096):
+            block = np.exp(_cross_log_kernel(Z[start:start + 4096], Zb, bandwidth))
+            preds[arm][start:start + 4096] = mean + block @ coef
         fitted = mean + V @ (lam / (lam + ridge) * proj)
         h_diag = np.einsum("ij,j,ij->i", V, lam / (lam + ridge), V)
         # the arm mean is estimated too: add its leverage 1 / n_b
         h_diag = np.minimum(h_diag + 1.0 / len(basis), 0.99)
         resid[basis] = (yb - fitted) / (1.0 - h_diag)
         rest = np.setdiff1d(idx, basis)
-        if rest.size:
-            coef = V @ (proj / (lam + ridge))
-            pred = mean + np.exp(_cross_log_kernel(Z[rest], Zb, bandwidth)) @ coef
-            resid[rest] = y[rest] - pred
-    return resid
+        resid[rest] = y[rest] - preds[arm][rest]
+    return preds[0], preds[1], resid
+
+
+def gp_outcome_predictions(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
+                           ridge: float, max_units: int = 1000, seed: int = 0
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(m0_hat, m1_hat) for every unit (see :func:`gp_outcome_fit`)."""
+    m0, m1, _ = gp_outcome_fit(Z, t, y, bandwidth=bandwidth, ridge=ridge,
+                               max_units=max_units, seed=seed)
+    return m0, m1
+
+
+def gp_loo_residuals(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
+                     ridge: float, max_units: int = 1000, seed: int = 0) -> np.ndarray:
+    """Out-of-sample residuals of the per-arm kernel ridge fit (see :func:`gp_outcome_fit`)."""
+    return gp_outcome_fit(Z, t, y, bandwidth=bandwidth, ridge=ridge, max_units=max_units,
+                          seed=seed)[2]

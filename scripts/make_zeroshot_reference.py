@@ -1,5 +1,6 @@
 """Regenerate tests/data/zeroshot_reference.json: outputs of the shipped zero-shot model on a tiny
-fixed dataset (weights and estimates for the three balancing problems).
+fixed dataset (weights and estimates for the three balancing problems, with the default
+weight-tied steps and with the trained steps alone).
 
 Run after shipping a new model file (and pinning its sha256):
     python scripts/make_zeroshot_reference.py
@@ -37,13 +38,17 @@ def main() -> None:
     cases = []
     for balance, estimand, lam in (("target", "ate", 0.1), ("target", "att", 0.3),
                                    ("mutual", "ate", 1.0)):
-        alpha, _ = zero_shot_weights(Z, t, y, estimand=estimand, balance=balance, lam_rel=lam,
-                                     bandwidth=None)
-        res = CInA(method="zero-shot", estimand=estimand, balance=balance, lam_rel=lam).fit(X, t, y).result_
+        alpha, info = zero_shot_weights(Z, t, y, estimand=estimand, balance=balance,
+                                        lam_rel=lam, bandwidth=None)
+        trained, _ = zero_shot_weights(Z, t, y, estimand=estimand, balance=balance, lam_rel=lam,
+                                       bandwidth=None, extra_steps=0)
+        res = CInA(method="zero-shot", estimand=estimand, balance=balance,
+                   lam_rel=lam).fit(X, t, y).result_
         cases.append({"balance": balance, "estimand": estimand, "lam_rel": lam,
-                      "alpha": alpha.tolist(), "estimate": res.estimate})
+                      "alpha": alpha.tolist(), "refinement_steps": info["refinement_steps"],
+                      "alpha_trained_steps": trained.tolist(), "estimate": res.estimate})
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"sha256": sha, "refinement_steps": model.config.n_steps,
+    OUT.write_text(json.dumps({"sha256": sha, "trained_steps": model.config.n_steps,
                                "X": X.tolist(), "t": t.tolist(), "y": y.tolist(),
                                "cases": cases}))
     print(f"wrote {OUT}")

@@ -131,6 +131,79 @@ def test_padding_invariance(path):
     assert torch.all(both["alpha"][1, 30:] == 0)
 
 
+@pytest.mark.parametrize("problem", [0, 1, 2])
+def test_tied_steps_never_increase_the_objective_and_stop_per_dataset(problem):
+    rng = np.random.default_rng(11)
+    data = [_dataset(rng, 70, 3), _dataset(rng, 120, 5)]
+    m = _small_model(5, extra_steps=40, extra_tol=1e-4)
+    z, t, mask, bw = _batch(data)
+    args = (z, t, mask, bw, torch.tensor([0.05, 0.3]).double(), torch.tensor([problem] * 2))
+    out = m(*args, return_trace=True)
+    trace = torch.stack(out["trace"], 0)  # (steps + 1, B)
+    assert torch.all(trace[1:] <= trace[:-1] * (1 + 1e-12))  # the line search is monotone
+    assert torch.all((out["steps"] >= 3) & (out["steps"] <= 43))
+    trained = m(*args, extra_steps=0)
+    assert torch.all(trained["steps"] == 3)
+    assert torch.all(out["objective"] <= trained["objective"] * (1 + 1e-12))
+    # a dataset's tied steps do not depend on the other datasets of the batch
+    for b, d in enumerate(data):
+        alone = m(*_batch([d]), torch.tensor([[0.05, 0.3][b]]).double(),
+                  torch.tensor([problem]), extra_steps=40, extra_tol=1e-4)
+        n = len(d[1])
+        torch.testing.assert_close(out["alpha"][b, :n], alone["alpha"][0], rtol=1e-9,
+                                   atol=1e-12)
+        assert int(alone["steps"][0]) == int(out["steps"][b])
+
+
+def test_tied_steps_are_off_in_training_mode():
+    rng = np.random.default_rng(12)
+    m = _small_model(6, extra_steps=40)
+    m.train()
+    out = m(*_batch([_dataset(rng, 60, 2)]), torch.tensor([0.1]).double(), torch.tensor([0]))
+    assert int(out["steps"][0]) == 3
+
+
+def test_prepared_kernel_is_reused_with_identical_results():
+    rng = np.random.default_rng(13)
+    m = _small_model(7)
+    z, t, mask, bw = _batch([_dataset(rng, 90, 4)])
+    ops = m.kernel_ops(z, mask, bw)
+    for lam in (0.3, 0.03):
+        lam_t = torch.tensor([lam]).double()
+        fresh = m(z, t, mask, bw, lam_t, torch.tensor([0]))
+        reused = m(z, t, mask, bw, lam_t, torch.tensor([0]), ops=ops)
+        torch.testing.assert_close(reused["alpha"], fresh["alpha"], rtol=0, atol=0)
+    first = ops.arm_density(t, mask.double())
+    assert ops.arm_density(t, mask.double()) is first  # cached
+    assert ops.arm_density(1 - t, mask.double()) is not first  # another treatment recomputes
+
+
+def test_kernel_path_follows_the_memory_budget():
+    m = _small_model(8, dense_max_bytes=4 * 1000 * 1000)
+    assert m.choose_path(1000) == "dense"
+    assert m.choose_path(1001) == "sdpa"
+    assert m.choose_path(500, B=5) == "sdpa"
+    assert m.choose_path(800, itemsize=8) == "sdpa"
+    assert m.choose_path(5000, path="dense") == "dense"
+    # a legacy header's dense_max_n is dropped (the budget replaced it)
+    assert ZeroShotConfig.from_dict({"dense_max_n": 4096}).dense_max_bytes == 512 * 2**20
+
+
+def test_prepared_balancing_serves_several_lams_like_the_function():
+    from cina.zeroshot import ZeroShotBalancing, zero_shot_weights
+
+    rng = np.random.default_rng(14)
+    Z, t, _ = _dataset(rng, 250, 4)
+    zb = ZeroShotBalancing(Z, t, estimand="att")
+    for lam in (0.3, 0.1, 0.033):
+        a, info = zb(lam)
+        b, _ = zero_shot_weights(Z, t, estimand="att", lam_rel=lam)
+        np.testing.assert_array_equal(a, b)
+        assert info["refinement_steps"] >= 10 and info["lam_rel"] == lam
+    a0, info0 = zb(0.1, extra_steps=0)
+    assert info0["refinement_steps"] == 10
+
+
 def test_weights_nonnegative_and_normalised_per_arm():
     rng = np.random.default_rng(5)
     data = [_dataset(rng, 50, 3), _dataset(rng, 35, 1)]
@@ -218,10 +291,15 @@ def test_shipped_model_reproduces_reference_outputs():
                                         balance=case["balance"], lam_rel=case["lam_rel"],
                                         bandwidth=None)
         np.testing.assert_allclose(alpha, case["alpha"], rtol=1e-4, atol=1e-6)
+        assert info["refinement_steps"] == case["refinement_steps"]
+        trained, info0 = zero_shot_weights(Z, t, y, estimand=case["estimand"],
+                                           balance=case["balance"], lam_rel=case["lam_rel"],
+                                           bandwidth=None, extra_steps=0)
+        np.testing.assert_allclose(trained, case["alpha_trained_steps"], rtol=1e-4, atol=1e-6)
+        assert info0["refinement_steps"] == ref["trained_steps"]
         res = CInA(method="zero-shot", estimand=case["estimand"], balance=case["balance"],
                    lam_rel=case["lam_rel"]).fit(X, t, y).result_
         assert res.estimate == pytest.approx(case["estimate"], abs=1e-5)
-        assert info["refinement_steps"] == ref["refinement_steps"]
 
 
 # --- out-of-range behaviour -------------------------------------------------------------------

@@ -117,14 +117,12 @@ class CInA(EffectEstimator):
             raise CInAValidationError(
                 f"lam_rel must be a positive number or None; received {self.lam_rel!r}")
 
-    def _weights(self, Z: np.ndarray, t: np.ndarray, K: np.ndarray | None, bw: float,
+    def _weights(self, Z: np.ndarray, t: np.ndarray, K, bw: float,
                  lam_rel: float) -> tuple[np.ndarray, dict]:
-        """Balancing weights for one lam by the chosen method, and what the method reports."""
+        """Balancing weights for one lam by the chosen method, and what the method reports.
+        ``K``: the kernel matrix (exact), the prepared zero-shot model (zero-shot) or None."""
         if self.method == "zero-shot":
-            from .zeroshot import zero_shot_weights
-
-            return zero_shot_weights(Z, t, estimand=self.estimand, balance=self.balance,
-                                     lam_rel=lam_rel, bandwidth=bw)
+            return K(lam_rel)
         if self.method == "exact":
             sol = solve_balancing_weights(K, t, lam_rel, balance=self.balance,
                                           estimand=self.estimand, penalty=self.penalty)
@@ -180,7 +178,15 @@ class CInA(EffectEstimator):
         lam_rel = gp_lam if self.lam_rel is None else float(self.lam_rel)
         info: dict = {"bandwidth": bw,
                       **(lam_info if self.lam_rel is None else {"lam_rule": "given"})}
-        K = attention_kernel(Z, bw) if self.method == "exact" else None
+        if self.method == "exact":
+            K = attention_kernel(Z, bw)
+        elif self.method == "zero-shot":  # the model with this dataset's kernel, built once
+            from .zeroshot import ZeroShotBalancing
+
+            K = ZeroShotBalancing(Z, data.t, estimand=self.estimand, balance=self.balance,
+                                  bandwidth=bw)
+        else:
+            K = None
         alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
         if self.lam_rel is None:
             # balance guard of the lam rule (docs/method_notes.md, section 2): the GP ratio

@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import CInAError, CInAValidationError, OutOfRangeWarning, OverlapWarning
 
-__all__ = ["zero_shot_weights", "MIN_ARM", "OVERLAP_RATIO", "OVERLAP_MAX_FRACTION",
+__all__ = ["zero_shot_weights", "ZeroShotBalancing", "MIN_ARM", "OVERLAP_RATIO", "OVERLAP_MAX_FRACTION",
            "overlap_fractions"]
 
 MIN_ARM = 5
@@ -51,135 +51,180 @@ def overlap_fractions(arm_density: np.ndarray, t: np.ndarray) -> tuple[float, fl
     return float(lonely[t == 1].mean()) if n1 else 0.0, float(lonely[t == 0].mean()) if n0 else 0.0
 
 
+class ZeroShotBalancing:
+    """The pretrained model prepared for one dataset: validated inputs, range checks and the
+    kernel, built once; calling it with a lam_rel runs the refinement and returns the weights.
+
+    The estimator's balance guard calls it for a decreasing sequence of lam_rel, so the kernel
+    (the O(N^2 d) part at large N) and the arm densities are computed only once.
+    """
+
+    def __init__(self, Z: np.ndarray, t: np.ndarray, *, estimand: str = "ate",
+                 balance: str = "target", bandwidth=None):
+        import torch
+
+        from .balancing.kernel import resolve_bandwidth
+        from .model.checkpoint import load_pretrained
+        from .model.zeroshot import problem_index
+
+        t0 = time.perf_counter()
+        Z = np.asarray(Z, dtype=float)
+        if Z.ndim == 1:
+            Z = Z[:, None]
+        t = np.asarray(t).astype(np.int64).ravel()
+        if Z.ndim != 2 or Z.shape[0] != t.shape[0]:
+            raise CInAValidationError(f"Z must be (N, d) with N = len(t); received {Z.shape} "
+                                      f"and {t.shape}")
+        if not np.all(np.isfinite(Z)):
+            raise CInAValidationError("Z contains NaN or infinite values")
+        if not np.isin(t, (0, 1)).all():
+            raise CInAValidationError("t must be binary (0/1)")
+        if balance == "mutual" and estimand == "att":
+            raise CInAValidationError("balance='mutual' has no ATT version; use balance='target'")
+        try:
+            self.problem = problem_index(balance, estimand)
+        except ValueError as exc:
+            raise CInAValidationError(str(exc)) from exc
+        n, d = Z.shape
+        n1, n0 = int(t.sum()), int(n - t.sum())
+        if n1 == 0 or n0 == 0:
+            raise CInAValidationError(f"both arms need units; received {n1} treated and {n0} "
+                                      "control")
+        self.Z, self.t, self.estimand, self.balance = Z, t, estimand, balance
+        self.model, self.meta = load_pretrained()
+        cfg = self.model.config
+        lo_n, hi_n = cfg.train_n_range
+        if n > hi_n:
+            warnings.warn(
+                f"zero-shot: N = {n:,} units exceeds the pretraining range ({lo_n:,}-{hi_n:,}); "
+                "the model runs (the kernel is dimension- and size-agnostic) but its accuracy was "
+                "only measured out of range in benchmarks/results/zeroshot.md; compare with "
+                "CInA(method='exact') on a subsample", OutOfRangeWarning, stacklevel=4)
+        elif n < lo_n:
+            warnings.warn(f"zero-shot: N = {n} units is below the pretraining range ({lo_n:,}-"
+                          f"{hi_n:,}); prefer CInA(method='exact'), which is instant at this size",
+                          OutOfRangeWarning, stacklevel=4)
+        if d > cfg.train_d_range[1]:
+            warnings.warn(f"zero-shot: d = {d} covariate columns exceeds the pretraining range "
+                          f"({cfg.train_d_range[0]}-{cfg.train_d_range[1]}); the covariates only "
+                          "enter through the kernel, so the model runs, but it was not trained "
+                          "here", OutOfRangeWarning, stacklevel=4)
+        small = [f"{name} = {k}" for name, k in (("treated", n1), ("control", n0))
+                 if k < MIN_ARM]
+        if small:
+            warnings.warn(f"zero-shot: fewer than {MIN_ARM} units in an arm ({', '.join(small)});"
+                          " the weights of such an arm are nearly fixed and the estimate rests on "
+                          "very few units", OutOfRangeWarning, stacklevel=4)
+        self.bandwidth = float(resolve_bandwidth(Z, bandwidth))
+        self.path = self.model.choose_path(n)
+        with torch.inference_mode():
+            self._z = torch.as_tensor(Z, dtype=torch.float32)[None]
+            self._t = torch.as_tensor(t, dtype=torch.float32)[None]
+            self._mask = torch.ones(1, n, dtype=torch.bool)
+            self._ops = self.model.kernel_ops(
+                self._z, self._mask, torch.tensor([self.bandwidth], dtype=torch.float32),
+                self.path)
+            density = self._ops.arm_density(self._t, self._mask.float())[0].double().numpy()
+        self.no_counterpart = overlap_fractions(density, t)
+        lonely_t, lonely_c = self.no_counterpart
+        if max(lonely_t, lonely_c) > OVERLAP_MAX_FRACTION:
+            warnings.warn(
+                f"zero-shot: near-total lack of overlap: {lonely_t:.0%} of treated and "
+                f"{lonely_c:.0%} of control units have no counterpart in the other arm (kernel "
+                f"similarity to the other arm below {OVERLAP_RATIO:g} of that to their own arm); "
+                "the weights lean on few units and the estimate extrapolates. Consider trimming, "
+                "the ATT, or a different estimand", OverlapWarning, stacklevel=4)
+        self.seconds_prepare = time.perf_counter() - t0
+
+    def __call__(self, lam_rel: float, *, extra_steps: int | None = None,
+                 extra_tol: float | None = None) -> tuple[np.ndarray, dict]:
+        """Weights (N,) for this lam_rel (clipped to the training range, with a warning) and
+        info; ``extra_steps``/``extra_tol`` override the model's tied-step settings."""
+        import torch
+
+        from .model.checkpoint import MODEL_VERSION
+
+        t0 = time.perf_counter()
+        cfg = self.model.config
+        lam_rel = float(lam_rel)
+        lam_lo, lam_hi = cfg.train_lam_rel_range
+        lam_used = float(np.clip(lam_rel, lam_lo, lam_hi))
+        if lam_used != lam_rel:
+            warnings.warn(f"zero-shot: lam_rel = {lam_rel:g} is outside the pretraining range "
+                          f"[{lam_lo:g}, {lam_hi:g}]; the model uses {lam_used:g}. For another "
+                          "lam_rel use CInA(method='exact')", OutOfRangeWarning, stacklevel=3)
+        with torch.inference_mode():
+            out = self.model(self._z, self._t, self._mask,
+                             torch.tensor([self.bandwidth], dtype=torch.float32),
+                             torch.tensor([lam_used], dtype=torch.float32),
+                             torch.tensor([self.problem]), ops=self._ops,
+                             extra_steps=extra_steps, extra_tol=extra_tol)
+            alpha = out["alpha"][0].double().numpy()
+            steps = int(out["steps"][0])
+        seconds_model = time.perf_counter() - t0
+        t, n = self.t, len(self.t)
+        if not np.all(np.isfinite(alpha)):  # never a silent garbage estimate
+            if n > 5000:
+                raise CInAError("zero-shot: the model produced non-finite weights on this "
+                                "dataset; use CInA(method='exact') (on a subsample if N is very "
+                                "large)")
+            from .balancing.kernel import attention_kernel
+            from .balancing.weights import solve_balancing_weights
+
+            warnings.warn("zero-shot: the model produced non-finite weights on this dataset; "
+                          "falling back to the exact balancing QP (info['fallback'] = 'exact')",
+                          OutOfRangeWarning, stacklevel=3)
+            alpha = solve_balancing_weights(attention_kernel(self.Z, self.bandwidth), t,
+                                            lam_used, balance=self.balance,
+                                            estimand=self.estimand).alpha
+            fallback = "exact"
+        else:
+            fallback = None
+        alpha = np.maximum(alpha, 0.0)
+        for arm in (0, 1):
+            sel = t == arm
+            s = alpha[sel].sum()
+            alpha[sel] = alpha[sel] / s if s > 0 else 1.0 / sel.sum()
+        if self.problem == 1:
+            alpha[t == 1] = 1.0 / int(t.sum())
+        info = {
+            "bandwidth": self.bandwidth, "lam_rel": lam_used,
+            "model_version": self.meta.get("model_version", MODEL_VERSION),
+            "refinement_steps": steps, "path": self.path,
+            "no_counterpart_treated": self.no_counterpart[0],
+            "no_counterpart_control": self.no_counterpart[1],
+            "seconds_kernel": self.seconds_prepare, "seconds_model": seconds_model,
+        }
+        if lam_used != lam_rel:
+            info["lam_rel_requested"] = lam_rel
+        if fallback:
+            info["fallback"] = fallback
+        return alpha, info
+
+
 def zero_shot_weights(Z: np.ndarray, t: np.ndarray, y: np.ndarray | None = None, *,
                       estimand: str = "ate", balance: str = "target",
-                      lam_rel: float | None = None, bandwidth=None,
-                      seed: int = 0) -> tuple[np.ndarray, dict]:
+                      lam_rel: float | None = None, bandwidth=None, seed: int = 0,
+                      extra_steps: int | None = None, extra_tol: float | None = None
+                      ) -> tuple[np.ndarray, dict]:
     """Balancing weights for standardised covariates ``Z`` (N, d) and treatment ``t``.
 
     Returns ``alpha`` (N,) >= 0 summing to 1 within each arm (the ATT keeps the treated uniform)
-    and ``info`` (bandwidth, lam_rel, model version, refinement steps, seconds in all and in the
-    model's forward pass, kernel path, shares of units without counterpart).
+    and ``info`` (bandwidth, lam_rel, model version, refinement steps run, seconds in all, in
+    building the kernel and in the model's refinement, kernel path, shares of units without
+    counterpart). ``lam_rel`` None: the GP rule of :func:`cina.balancing.tuning.select_lam_rel`
+    (needs ``y``). ``extra_steps``/``extra_tol``: the weight-tied refinement steps after the
+    trained ones (default: the model config's, 60 and 1e-3; 0 gives the trained steps alone).
     """
-    import torch
-
-    from .balancing.kernel import resolve_bandwidth
     from .balancing.tuning import select_lam_rel
-    from .model.checkpoint import MODEL_VERSION, load_pretrained
-    from .model.zeroshot import problem_index
 
     t0 = time.perf_counter()
-    Z = np.asarray(Z, dtype=float)
-    if Z.ndim == 1:
-        Z = Z[:, None]
-    t = np.asarray(t).astype(np.int64).ravel()
-    if Z.ndim != 2 or Z.shape[0] != t.shape[0]:
-        raise CInAValidationError(f"Z must be (N, d) with N = len(t); received {Z.shape} and "
-                                  f"{t.shape}")
-    if not np.all(np.isfinite(Z)):
-        raise CInAValidationError("Z contains NaN or infinite values")
-    if not np.isin(t, (0, 1)).all():
-        raise CInAValidationError("t must be binary (0/1)")
-    if balance == "mutual" and estimand == "att":
-        raise CInAValidationError("balance='mutual' has no ATT version; use balance='target'")
-    try:
-        problem = problem_index(balance, estimand)
-    except ValueError as exc:
-        raise CInAValidationError(str(exc)) from exc
-    n, d = Z.shape
-    n1, n0 = int(t.sum()), int(n - t.sum())
-    if n1 == 0 or n0 == 0:
-        raise CInAValidationError(f"both arms need units; received {n1} treated and {n0} control")
-
-    model, meta = load_pretrained()
-    cfg = model.config
-    lo_n, hi_n = cfg.train_n_range
-    if n > hi_n:
-        warnings.warn(
-            f"zero-shot: N = {n:,} units exceeds the pretraining range ({lo_n:,}-{hi_n:,}); the "
-            "model runs (the kernel is dimension- and size-agnostic) but its accuracy was only "
-            "measured out of range in benchmarks/results/zeroshot.md; compare with "
-            "CInA(method='exact') on a subsample", OutOfRangeWarning, stacklevel=3)
-    elif n < lo_n:
-        warnings.warn(f"zero-shot: N = {n} units is below the pretraining range ({lo_n:,}-"
-                      f"{hi_n:,}); prefer CInA(method='exact'), which is instant at this size",
-                      OutOfRangeWarning, stacklevel=3)
-    if d > cfg.train_d_range[1]:
-        warnings.warn(f"zero-shot: d = {d} covariate columns exceeds the pretraining range "
-                      f"({cfg.train_d_range[0]}-{cfg.train_d_range[1]}); the covariates only "
-                      "enter through the kernel, so the model runs, but it was not trained here",
-                      OutOfRangeWarning, stacklevel=3)
-    small = [f"{name} = {k}" for name, k in (("treated", n1), ("control", n0)) if k < MIN_ARM]
-    if small:
-        warnings.warn(f"zero-shot: fewer than {MIN_ARM} units in an arm ({', '.join(small)}); "
-                      "the weights of such an arm are nearly fixed and the estimate rests on "
-                      "very few units", OutOfRangeWarning, stacklevel=3)
-
-    bw = resolve_bandwidth(Z, bandwidth)
+    zb = ZeroShotBalancing(Z, t, estimand=estimand, balance=balance, bandwidth=bandwidth)
     lam_info: dict = {}
     if lam_rel is None:
-        lam_rel, lam_info = select_lam_rel(Z, t, y, bandwidth=bw, balance=balance,
-                                           estimand=estimand, seed=seed)
-    lam_rel = float(lam_rel)
-    lam_lo, lam_hi = cfg.train_lam_rel_range
-    lam_used = float(np.clip(lam_rel, lam_lo, lam_hi))
-    if lam_used != lam_rel:
-        warnings.warn(f"zero-shot: lam_rel = {lam_rel:g} is outside the pretraining range "
-                      f"[{lam_lo:g}, {lam_hi:g}]; the model uses {lam_used:g}. For another "
-                      "lam_rel use CInA(method='exact')", OutOfRangeWarning, stacklevel=3)
-
-    t_model = time.perf_counter()
-    path = model.choose_path(n)
-    with torch.inference_mode():
-        z = torch.as_tensor(Z, dtype=torch.float32)[None]
-        tt = torch.as_tensor(t, dtype=torch.float32)[None]
-        mask = torch.ones(1, n, dtype=torch.bool)
-        out = model(z, tt, mask, torch.tensor([bw], dtype=torch.float32),
-                    torch.tensor([lam_used], dtype=torch.float32),
-                    torch.tensor([problem]), path=path)
-        alpha = out["alpha"][0].double().numpy()
-        density = out["arm_density"][0].double().numpy()
-    seconds_model = time.perf_counter() - t_model
-    if not np.all(np.isfinite(alpha)):  # never a silent garbage estimate
-        if n > 5000:
-            raise CInAError("zero-shot: the model produced non-finite weights on this dataset; "
-                            "use CInA(method='exact') (on a subsample if N is very large)")
-        from .balancing.kernel import attention_kernel
-        from .balancing.weights import solve_balancing_weights
-
-        warnings.warn("zero-shot: the model produced non-finite weights on this dataset; "
-                      "falling back to the exact balancing QP (info['fallback'] = 'exact')",
-                      OutOfRangeWarning, stacklevel=3)
-        alpha = solve_balancing_weights(attention_kernel(Z, bw), t, lam_used, balance=balance,
-                                        estimand=estimand).alpha
-        fallback = "exact"
-    else:
-        fallback = None
-    alpha = np.maximum(alpha, 0.0)
-    for arm in (0, 1):
-        sel = t == arm
-        s = alpha[sel].sum()
-        alpha[sel] = alpha[sel] / s if s > 0 else 1.0 / sel.sum()
-    if problem == 1:
-        alpha[t == 1] = 1.0 / n1
-
-    lonely_t, lonely_c = overlap_fractions(density, t)
-    if max(lonely_t, lonely_c) > OVERLAP_MAX_FRACTION:
-        warnings.warn(
-            f"zero-shot: near-total lack of overlap: {lonely_t:.0%} of treated and {lonely_c:.0%} "
-            f"of control units have no counterpart in the other arm (kernel similarity to the "
-            f"other arm below {OVERLAP_RATIO:g} of that to their own arm); the weights lean on "
-            "few units and the estimate extrapolates. Consider trimming, the ATT, or a "
-            "different estimand", OverlapWarning, stacklevel=3)
-    info = {
-        "bandwidth": float(bw), "lam_rel": lam_used, **lam_info,
-        "model_version": meta.get("model_version", MODEL_VERSION),
-        "refinement_steps": int(cfg.n_steps), "path": path,
-        "no_counterpart_treated": lonely_t, "no_counterpart_control": lonely_c,
-        "seconds": time.perf_counter() - t0, "seconds_model": seconds_model,
-    }
-    if lam_used != lam_rel:
-        info["lam_rel_requested"] = lam_rel
-    if fallback:
-        info["fallback"] = fallback
+        lam_rel, lam_info = select_lam_rel(zb.Z, zb.t, y, bandwidth=zb.bandwidth,
+                                           balance=balance, estimand=estimand, seed=seed)
+    alpha, info = zb(lam_rel, extra_steps=extra_steps, extra_tol=extra_tol)
+    info.update(lam_info)
+    info["seconds"] = time.perf_counter() - t0
     return alpha, info

@@ -15,6 +15,8 @@ is the natural data-driven choice; sqrt(d) makes the kernel nearly diagonal at l
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.special import logsumexp
 
@@ -51,14 +53,26 @@ def median_bandwidth(Z: np.ndarray, *, max_units: int = 1000, seed: int = 0) -> 
     n = Z.shape[0]
     if n > max_units:
         Z = Z[np.random.default_rng(seed).choice(n, max_units, replace=False)]
+    if Z.shape[0] < 2:
+        return 0.5
     sq = np.einsum("ij,ij->i", Z, Z)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (Z @ Z.T)
-    iu = np.triu_indices(Z.shape[0], k=1)
-    pair = np.maximum(d2[iu], 0.0)
-    med = float(np.median(pair)) if pair.size else 0.0
+    d2 = Z @ Z.T
+    d2 *= -2.0
+    d2 += sq[:, None]
+    d2 += sq[None, :]
+    pair = np.maximum(d2[_upper_triangle(Z.shape[0])], 0.0)
+    med = float(np.median(pair))
     if med <= 0:
-        med = float(pair.mean()) if pair.size and pair.mean() > 0 else 1.0
+        med = float(pair.mean()) if pair.mean() > 0 else 1.0
     return med / 2.0
+
+
+@functools.lru_cache(maxsize=4)
+def _upper_triangle(m: int) -> np.ndarray:
+    """Boolean mask of the pairs i < j of m units (cached: the rule calls it with m <= 1,000)."""
+    mask = np.triu(np.ones((m, m), dtype=bool), k=1)
+    mask.setflags(write=False)
+    return mask
 
 
 def resolve_bandwidth(Z: np.ndarray, bandwidth, *, scale: float = 1.0) -> float:

@@ -23,28 +23,48 @@ from .kernel import _row_logsumexp
 __all__ = ["gp_outcome_fit", "gp_outcome_predictions", "gp_loo_residuals"]
 
 
-def _cross_log_kernel(Zq: np.ndarray, Zb: np.ndarray, bandwidth: float) -> np.ndarray:
-    """log k between query units and basis units, normalised by the basis units' attention."""
-    s_bb = (Zb @ Zb.T) / bandwidth
-    log_h_b = _row_logsumexp(s_bb)
-    s_qb = (Zq @ Zb.T) / bandwidth
-    log_h_q = _row_logsumexp(s_qb)
-    logk = s_qb - log_h_q[:, None] - log_h_b[None, :]
-    # normalise to mean diagonal 1 on the basis (as attention_kernel does)
-    diag = np.diag(s_bb) - 2 * log_h_b
-    c = np.log(np.mean(np.exp(diag - diag.max()))) + diag.max()
-    return logk - c
+class _BasisKernel:
+    """The attention kernel normalised on a set of basis units, and its extension to others.
+
+    On the basis: k_ij = exp(s_ij - log h_i - log h_j - c), h the basis units' attention
+    normalisers and c the log mean diagonal (mean diagonal 1, as :func:`attention_kernel`). A
+    query unit q gets k_qj = exp(s_qj - log h_q - log h_j - c), log h_q its attention over the
+    basis units.
+    """
+
+    def __init__(self, Zb: np.ndarray, bandwidth: float):
+        self.Zb = Zb
+        self.bandwidth = bandwidth
+        s_bb = (Zb @ Zb.T) / bandwidth
+        self.log_h = _row_logsumexp(s_bb)
+        diag = np.diag(s_bb) - 2 * self.log_h
+        self.c = np.log(np.mean(np.exp(diag - diag.max()))) + diag.max()
+        s_bb -= self.log_h[:, None]
+        s_bb -= self.log_h[None, :] + self.c
+        np.exp(s_bb, out=s_bb)
+        self.K = 0.5 * (s_bb + s_bb.T)  # exactly symmetric for the Cholesky factorisation
+
+    def cross(self, Zq: np.ndarray) -> np.ndarray:
+        s_qb = (Zq @ self.Zb.T) / self.bandwidth
+        log_h_q = _row_logsumexp(s_qb)
+        s_qb -= log_h_q[:, None]
+        s_qb -= self.log_h[None, :] + self.c
+        return np.exp(s_qb, out=s_qb)
 
 
 def gp_outcome_fit(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
                    ridge: float, max_units: int = 1000, seed: int = 0
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-arm kernel ridge with the attention kernel, from one eigendecomposition per arm.
+    """Per-arm kernel ridge with the attention kernel, from one Cholesky factorisation per arm.
 
     Returns (m0_hat, m1_hat) for every unit and the out-of-sample residuals y_i - m_{t_i}(x_i):
     leave-one-out residuals e_i / (1 - H_ii) for the units the fit used, plain residuals for
-    the others (which the fit never saw).
+    the others (which the fit never saw). With A = K + ridge I and c = A^{-1} (y - mean), the
+    hat matrix is H = K A^{-1} = I - ridge A^{-1}, so the fit's residuals are ridge c and its
+    leverages 1 - ridge [A^{-1}]_ii.
     """
+    from scipy.linalg import cho_factor, cho_solve, lapack
+
     rng = np.random.default_rng(seed)
     preds = [np.empty(len(Z)), np.empty(len(Z))]
     resid = np.empty(len(y))
@@ -52,21 +72,25 @@ def gp_outcome_fit(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: fl
         idx = np.flatnonzero(t == arm)
         basis = np.sort(rng.choice(idx, max_units, replace=False)) if len(idx) > max_units \
             else idx
-        Zb, yb = Z[basis], y[basis]
-        Kbb = np.exp(_cross_log_kernel(Zb, Zb, bandwidth))
-        lam, V = np.linalg.eigh(0.5 * (Kbb + Kbb.T))
-        lam = np.maximum(lam, 0.0)
+        kern = _BasisKernel(Z[basis], bandwidth)
+        yb = y[basis]
         mean = yb.mean()
-        proj = V.T @ (yb - mean)
-        coef = V @ (proj / (lam + ridge))  # (K + ridge I)^{-1} (y - mean)
-        for start in range(0, len(Z), 4096):
-            block = np.exp(_cross_log_kernel(Z[start:start + 4096], Zb, bandwidth))
-            preds[arm][start:start + 4096] = mean + block @ coef
-        fitted = mean + V @ (lam / (lam + ridge) * proj)
-        h_diag = np.einsum("ij,j,ij->i", V, lam / (lam + ridge), V)
+        A = kern.K + ridge * np.eye(len(basis))
+        factor = cho_factor(A, lower=True)
+        coef = cho_solve(factor, yb - mean)  # A^{-1} (y - mean)
+        inv, info = lapack.dpotri(factor[0], lower=1)  # A^{-1} (lower triangle) from the factor
+        if info != 0:  # pragma: no cover - A is positive definite (ridge > 0)
+            raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
+        fit_resid = ridge * coef  # y - fitted on the basis units
+        preds[arm][basis] = yb - fit_resid
+        others = np.setdiff1d(np.arange(len(Z)), basis)
+        for start in range(0, len(others), 4096):
+            rows = others[start:start + 4096]
+            preds[arm][rows] = mean + kern.cross(Z[rows]) @ coef
+        h_diag = 1.0 - ridge * np.diag(inv)
         # the arm mean is estimated too: add its leverage 1 / n_b
         h_diag = np.minimum(h_diag + 1.0 / len(basis), 0.99)
-        resid[basis] = (yb - fitted) / (1.0 - h_diag)
+        resid[basis] = fit_resid / (1.0 - h_diag)
         rest = np.setdiff1d(idx, basis)
         resid[rest] = y[rest] - preds[arm][rest]
     return preds[0], preds[1], resid

@@ -72,7 +72,15 @@ class ZeroShotConfig:
     step_hidden: int = 64  # width of the refinement MLP
     n_steps: int = 6  # unrolled refinement steps (speed/accuracy knob)
     line_search: bool = True  # exact line search towards each step's proposal (monotone descent)
-    dense_max_n: int = 4096  # "auto" path: dense kernel when padded N <= this, else SDPA
+    # "auto" path: the dense kernel while the (B, N, N) float32 buffer fits in this many bytes
+    # (512 MiB: N <= 11,585 for one dataset, a batch of 16 at N = 2,896), else O(N)-memory SDPA
+    dense_max_bytes: int = 512 * 2**20
+    # inference only (eval mode): after the n_steps trained steps, up to extra_steps more steps
+    # that reuse the last step's parameters (weight-tied), stopping once no dataset's QP
+    # objective has fallen by more than extra_tol (relative) per step on average over the last
+    # ZeroShotBalancer.STOP_WINDOW steps; the exact line search keeps every step monotone
+    extra_steps: int = 60
+    extra_tol: float = 1e-3
     chunk_size: int = 1024  # rows per chunk of the O(N)-memory logsumexps
     # training range, checked by cina.zeroshot (out-of-range warnings)
     train_n_range: tuple[int, int] = (100, 2000)
@@ -85,6 +93,7 @@ class ZeroShotConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ZeroShotConfig:
         d = dict(d)
+        d.pop("dense_max_n", None)  # zeroshot-v1's header: an inference setting, now a budget
         for k in ("train_n_range", "train_d_range", "train_lam_rel_range"):
             if k in d:
                 d[k] = tuple(d[k])
@@ -111,10 +120,17 @@ class KernelOps:
         with torch.no_grad():
             qs = z / torch.sqrt(bandwidth)[:, None, None]  # (B, N, D)
             qs = qs * mask[..., None]
+            N = qs.shape[1]
             colbias = torch.where(mask, 0.0, _NEG).to(z.dtype)  # (B, N)
             n = mask.sum(1).to(z.dtype)  # (B,)
             self.n = n
-            log_h = self._row_lse(qs, colbias)  # (B, N)
+            if path == "dense":
+                # the scores are the only N x N buffer: normaliser, kernel and mask in place
+                S = qs @ qs.transpose(1, 2)  # (B, N, N)
+                log_h = self._chunked_lse(lambda a, b: S[:, a:b], N, colbias)  # (B, N)
+            else:
+                kt = qs.transpose(1, 2)
+                log_h = self._chunked_lse(lambda a, b: qs[:, a:b] @ kt, N, colbias)
             sq = (qs * qs).sum(-1)  # (B, N)
             logdiag = sq - 2.0 * log_h  # log k_ii before normalisation
             logdiag_m = torch.where(mask, logdiag, -math.inf)
@@ -123,29 +139,39 @@ class KernelOps:
             self.row_shift = log_h + c[:, None]  # (B, N): log k_ij = s_ij + kb_j - shift_i
             self.log_kdiag = logdiag - c[:, None]  # (B, N) log k_ii (normalised)
             if path == "dense":
-                logk = qs @ qs.transpose(1, 2) + self.keybias[:, None, :] - self.row_shift[..., None]
-                # zero on padded rows and columns; symmetric up to rounding
-                self.K = torch.exp(logk) * mask[:, :, None]
-                del logk
-                self.log_rowsum = torch.log(self.K.sum(-1).clamp_min(1e-30))  # (B, N)
+                S += self.keybias[:, None, :]
+                S -= self.row_shift[..., None]
+                S.exp_()
+                S *= mask[:, :, None]  # zero on padded rows and columns; symmetric up to rounding
+                self.K = S
+                self.log_rowsum = torch.log(S.sum(-1).clamp_min(1e-30))  # (B, N)
             else:
                 self.K = None
-                self.log_rowsum = self._row_lse(qs, self.keybias) - self.row_shift
+                self.log_rowsum = self._chunked_lse(lambda a, b: qs[:, a:b] @ kt, N,
+                                                    self.keybias) - self.row_shift
                 # queries [qs, 1], keys [qs, kb]: q_i . k_j = s_ij + kb_j
                 ones = torch.ones_like(qs[..., :1])
                 self._q = torch.cat([qs, ones], -1)  # (B, N, D+1)
                 self._k = torch.cat([qs, self.keybias[..., None]], -1)  # (B, N, D+1)
             self.log_rowsum = torch.where(mask, self.log_rowsum, 0.0)
 
-    def _row_lse(self, qs: torch.Tensor, colbias: torch.Tensor) -> torch.Tensor:
-        """logsumexp_j (qs_i . qs_j + colbias_j), rows in chunks: O(N * chunk) memory."""
-        N = qs.shape[1]
-        out = []
-        kt = qs.transpose(1, 2)
-        for s in range(0, N, self.chunk):
-            sc = qs[:, s:s + self.chunk] @ kt + colbias[:, None, :]  # (B, c, N)
-            out.append(torch.logsumexp(sc, dim=-1))
+    def _chunked_lse(self, scores, N: int, colbias: torch.Tensor) -> torch.Tensor:
+        """logsumexp_j (scores_ij + colbias_j) for rows in chunks (O(N * chunk) temporaries);
+        ``scores(a, b)`` gives rows a:b of the scores, (B, b - a, N)."""
+        out = [torch.logsumexp(scores(a, a + self.chunk) + colbias[:, None, :], dim=-1)
+               for a in range(0, N, self.chunk)]
         return torch.cat(out, 1)
+
+    def arm_density(self, t: torch.Tensor, mk: torch.Tensor) -> torch.Tensor:
+        """(K 1_T, K 1_C) (B, N, 2) for treatment t, cached: the same kernel serves several
+        lam (the estimator's balance guard) without recomputing it."""
+        cached = getattr(self, "_density", None)
+        if cached is not None and cached[0].shape == t.shape and torch.equal(cached[0], t):
+            return cached[1]
+        with torch.no_grad():
+            KA = self.matvec(torch.stack([t * mk, (1 - t) * mk], -1))
+        self._density = (t.detach().clone(), KA)
+        return KA
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """K V for V (B, N, m); differentiable in V."""
@@ -199,6 +225,7 @@ class ZeroShotBalancer(nn.Module):
     """Predicts balancing weights for a padded batch of datasets in one forward pass."""
 
     N_STEP_FEATURES = 7
+    STOP_WINDOW = 5  # steps over which the tied steps' progress is measured
 
     def __init__(self, config: ZeroShotConfig):
         super().__init__()
@@ -222,9 +249,10 @@ class ZeroShotBalancer(nn.Module):
             self.init_head.bias.zero_()
 
     # ------------------------------------------------------------------------------------------
-    def choose_path(self, N: int, path: str = "auto") -> str:
+    def choose_path(self, N: int, path: str = "auto", B: int = 1, itemsize: int = 4) -> str:
+        """"dense" or "sdpa" for a batch of B datasets padded to N units (see the config)."""
         if path == "auto":
-            return "dense" if N <= self.config.dense_max_n else "sdpa"
+            return "dense" if B * N * N * itemsize <= self.config.dense_max_bytes else "sdpa"
         return path
 
     @staticmethod
@@ -280,8 +308,7 @@ class ZeroShotBalancer(nn.Module):
         n = mk.sum(1, keepdim=True)
         n1 = (t * mk).sum(1, keepdim=True).clamp_min(1.0)
         n0 = ((1 - t) * mk).sum(1, keepdim=True).clamp_min(1.0)
-        with torch.no_grad():
-            KA = ops.matvec(torch.stack([t * mk, (1 - t) * mk], -1))  # (B, N, 2)
+        KA = ops.arm_density(t, mk)  # (B, N, 2)
         ldT = torch.log(KA[..., 0].clamp_min(1e-30) / n1)  # log mean kernel to treated
         ldC = torch.log(KA[..., 1].clamp_min(1e-30) / n0)
         ldA = torch.log((KA[..., 0] + KA[..., 1]).clamp_min(1e-30) / n)
@@ -305,18 +332,30 @@ class ZeroShotBalancer(nn.Module):
         x = torch.stack(feats, -1)
         return torch.nan_to_num(x.clamp(-30.0, 30.0)) * mk[..., None], KA
 
+    def kernel_ops(self, z: torch.Tensor, mask: torch.Tensor, bandwidth: torch.Tensor,
+                   path: str = "auto") -> KernelOps:
+        """The fixed kernel of a padded batch (no parameters; reusable across lam and calls)."""
+        B, N, _ = z.shape
+        return KernelOps(z, mask, bandwidth.to(z.dtype),
+                         self.choose_path(N, path, B, z.element_size()), self.config.chunk_size)
+
     # ------------------------------------------------------------------------------------------
     def forward(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
                 bandwidth: torch.Tensor, lam: torch.Tensor, problem: torch.Tensor,
-                path: str = "auto", return_trace: bool = False) -> dict:
+                path: str = "auto", return_trace: bool = False,
+                extra_steps: int | None = None, extra_tol: float | None = None,
+                ops: KernelOps | None = None) -> dict:
         """z (B, N, D), t (B, N) in {0,1}, mask (B, N) bool, bandwidth (B,), lam (B,) = lam_rel,
         problem (B,) long in {0,1,2}. Returns dict(alpha (B, N), arm_density (B, N, 2) = (K 1_T,
-        K 1_C), objective (B,) at alpha in training mode or with ``return_trace``, and with
-        ``return_trace`` the objectives before each step and at the end, a list of (B,))."""
-        B, N, _ = z.shape
+        K 1_C), objective (B,) at alpha, steps (B,) (refinement steps run per dataset), and with
+        ``return_trace`` the objectives before each step and at the end, a list of (B,)).
+
+        ``extra_steps`` / ``extra_tol`` (default: the config's; ignored in training mode) run
+        weight-tied steps after the trained ones (see :class:`ZeroShotConfig`). ``ops``: the
+        kernel of (z, mask, bandwidth) from :meth:`kernel_ops`, to reuse it across calls."""
         t = t.to(z.dtype) * mask
-        ops = KernelOps(z, mask, bandwidth.to(z.dtype), self.choose_path(N, path),
-                        self.config.chunk_size)
+        if ops is None:
+            ops = self.kernel_ops(z, mask, bandwidth, path)
         lam = lam.to(z.dtype)
         mk = mask.to(z.dtype)
         x, arm_density = self.unit_features(ops, t, mask, lam, problem)  # (B, N, F), (B, N, 2)
@@ -337,16 +376,42 @@ class ZeroShotBalancer(nn.Module):
         KR = self.residual_matvec(ops, alpha, t, mask, problem)
         g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
         prev = torch.zeros_like(logits)
-        for s in range(self.config.n_steps):
+        n_trained = self.config.n_steps
+        if self.training:
+            extra = 0
+        else:
+            extra = int(self.config.extra_steps if extra_steps is None else extra_steps)
+            tol = float(self.config.extra_tol if extra_tol is None else extra_tol)
+        # per dataset: still moving? A dataset stops (its weights freeze) once its objective has
+        # fallen by at most tol per step on average over the last STOP_WINDOW tied steps (a
+        # window, because single steps can stall); per dataset, so padding a batch with other
+        # datasets never changes a dataset's weights
+        active = torch.ones_like(obj, dtype=torch.bool)
+        steps_run = torch.zeros_like(obj, dtype=torch.long)
+        history: list[torch.Tensor] = []
+        for s in range(n_trained + extra):
+            if s >= n_trained + self.STOP_WINDOW - 1:
+                old = history[-self.STOP_WINDOW]
+                drop = (old - obj) / (self.STOP_WINDOW * old.abs().clamp_min(1e-30))
+                active = active & (drop > tol)
+                if not bool(active.any()):
+                    break
+            history.append(obj)
+            steps_run += active
             if return_trace:
                 trace.append(obj)
+            k = min(s, n_trained - 1)  # beyond the trained steps: the last step's parameters
             feats = self._step_features(logits, g, alpha, t, mk, n_arm, prev)
-            upd = self.step_mlp[s](torch.cat([feats, hs], -1))[..., 0]
-            cand_logits = logits - torch.exp(self.log_eta[s]) * feats[..., 1] + upd
+            upd = self.step_mlp[k](torch.cat([feats, hs], -1))[..., 0]
+            cand_logits = logits - torch.exp(self.log_eta[k]) * feats[..., 1] + upd
             cand_logits = torch.where(fixed, 0.0, cand_logits)
             cand = _arm_softmax(cand_logits, t, mask)
             KR_c = self.residual_matvec(ops, cand, t, mask, problem)
             if not self.config.line_search:
+                keep = ~active[:, None]
+                cand_logits = torch.where(keep, logits, cand_logits)
+                cand = torch.where(keep, alpha, cand)
+                KR_c = torch.where(keep[..., None], KR, KR_c)
                 prev = cand_logits - logits
                 alpha, logits, KR = cand, cand_logits, KR_c
                 g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
@@ -359,14 +424,14 @@ class ZeroShotBalancer(nn.Module):
             convex = curv > 1e-12 * obj.abs()
             safe = torch.where(convex, curv, torch.ones_like(curv))  # no inf/NaN in either branch
             gamma = torch.where(convex, -slope / (2.0 * safe), (obj_c < obj).to(obj.dtype))
-            gamma = gamma.clamp(0.0, 1.0)[:, None]
+            gamma = (gamma.clamp(0.0, 1.0) * active)[:, None]  # stopped datasets stay put
             alpha = alpha + gamma * (cand - alpha)
             KR = KR + gamma[..., None] * (KR_c - KR)
             new_logits = torch.where(mask, torch.log(alpha.clamp_min(1e-30)), 0.0)
             new_logits = torch.where(fixed, 0.0, new_logits)
             prev, logits = new_logits - logits, new_logits  # last move: a learned momentum
             g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
-        out = {"alpha": alpha, "arm_density": arm_density, "objective": obj}
+        out = {"alpha": alpha, "arm_density": arm_density, "objective": obj, "steps": steps_run}
         if return_trace:
             trace.append(obj)
             out["trace"] = trace

@@ -212,22 +212,65 @@ def _evaluate_suite(items, n_fit: int) -> dict:
 
 
 def _evaluate_mix(n: int) -> dict:
+    """Training-mix problems with the default tied steps, and with the trained steps alone."""
     from cina.model.checkpoint import load_pretrained
     from cina.model.zeroshot import PROBLEMS
     from cina.train.pretrain import evaluate_problems, summarise
 
     probs, exact = _training_mix(n)
     model, _ = load_pretrained()
-    recs = evaluate_problems(model, probs, exact)
-    out = {"all problems": summarise(recs)}
-    for i, (b, e) in enumerate(PROBLEMS):
-        sub = [r for r in recs if r["problem"] == i]
-        if sub:
-            out[f"{b}-{e}"] = summarise(sub)
-    small = [r for r in recs if r["lam_rel"] < 0.05]
-    if small:
-        out["lam_rel < 0.05"] = summarise(small)
+    out = {}
+    default_extra = model.config.extra_steps
+    for label, extra in (("", default_extra), (" (trained steps only)", 0)):
+        model.config.extra_steps = extra
+        try:
+            recs = evaluate_problems(model, probs, exact)
+        finally:
+            model.config.extra_steps = default_extra
+        out["all problems" + label] = summarise(recs)
+        for i, (b, e) in enumerate(PROBLEMS):
+            sub = [r for r in recs if r["problem"] == i]
+            if sub:
+                out[f"{b}-{e}{label}"] = summarise(sub)
+        small = [r for r in recs if r["lam_rel"] < 0.05]
+        if small:
+            out["lam_rel < 0.05" + label] = summarise(small)
     return out
+
+
+def _evaluate_lalonde() -> list[dict]:
+    """Out of the training range (N > 2,000, ATT with 4-7% treated): the LaLonde datasets of the
+    bench at fixed lam_rel, zero-shot (default and trained steps only) against the exact QP."""
+    from cina.balancing.kernel import attention_kernel, resolve_bandwidth, standardize
+    from cina.balancing.weights import solve_balancing_weights
+    from cina.bench.suites import _lalonde_cps
+    from cina.datasets import load_lalonde
+    from cina.zeroshot import ZeroShotBalancing
+
+    rows = []
+    datasets = [("lalonde-psid", load_lalonde("psid"))] + [
+        (f"lalonde-cps-s{s}", _lalonde_cps(s)) for s in range(3)]
+    for name, ds in datasets:
+        Z, _, _ = standardize(ds.X)
+        bw = resolve_bandwidth(Z, None)
+        K = attention_kernel(Z, bw)
+        w = 2 * ds.t - 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zb = ZeroShotBalancing(Z, ds.t, estimand="att", bandwidth=bw)
+            for lam in (0.1, 0.03):
+                ex = solve_balancing_weights(K, ds.t, lam, estimand="att").alpha
+                row = {"dataset": name, "N": len(ds.t), "lam_rel": lam,
+                       "ATT exact": float(np.sum(ex * w * ds.y))}
+                c = ds.t == 0
+                for label, extra in (("default", None), ("trained only", 0)):
+                    a, info = zb(lam, extra_steps=extra)
+                    row[f"corr {label}"] = float(np.corrcoef(a[c], ex[c])[0, 1])
+                    row[f"ATT {label}"] = float(np.sum(a * w * ds.y))
+                    row[f"steps {label}"] = info["refinement_steps"]
+                rows.append(row)
+        del K
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,7 +336,8 @@ def speed_child(n: int, d: int, threads: int, with_dml: bool) -> dict:
         CInA(method="zero-shot").fit(X, t, y)
         sec_fit = time.perf_counter() - t0
     out = {"n": n, "d": d, "threads": threads, "seconds_weights": sec_weights,
-           "seconds_model": info["seconds_model"],
+           "seconds_model": info["seconds_model"], "seconds_kernel": info["seconds_kernel"],
+           "steps": info["refinement_steps"],
            "seconds_fit": sec_fit, "rss_before_mb": rss0, "peak_rss_before_mb": peak0,
            "peak_rss_increase_mb": max(0.0, sampler.peak - rss0), "peak_rss_mb": peak1,
            "sampled_peak_rss_mb": sampler.peak,
@@ -338,7 +382,8 @@ def run(args) -> None:
     lines = ["# Zero-shot model benchmark", "",
              f"Command: `python benchmarks/zeroshot.py` (n_id={args.n_id}, n_ood={args.n_ood}, "
              f"n_mix={args.n_mix}, n_fit={args.n_fit}); model `{meta.get('model_version')}` sha256 "
-             f"`{PINNED_SHA256[:16]}...`, {model.config.n_steps} refinement steps.",
+             f"`{PINNED_SHA256[:16]}...`, {model.config.n_steps} trained refinement steps plus up "
+             f"to {model.config.extra_steps} weight-tied steps (tol {model.config.extra_tol:g}).",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs "
              f"(timings are noisy, load average at start {os.getloadavg()[0]:.1f}); "
              f"torch threads 1 for accuracy, as stated for speed. Python {platform.python_version()}.",
@@ -370,32 +415,47 @@ def run(args) -> None:
         for k in keys:
             lines.append(f"| {k} | " + " | ".join(_fmt(r.get(k, "")) for r in results.values())
                          + " |")
+        lines += ["", "## Out of the training range: LaLonde (ATT, N 2,675-4,185, fixed lam_rel)",
+                  "", "Weight correlation with the exact QP over the control arm, and the ATT "
+                  "(reference 1794), for the default (trained + tied steps) and the trained "
+                  "steps alone.", ""]
+        lal = _evaluate_lalonde()
+        cols = list(lal[0].keys())
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|---" * len(cols) + "|")
+        for r in lal:
+            lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+        print("\n".join(lines[-len(lal) - 2:]), flush=True)
     if not args.skip_speed:
         lines += ["", "## Speed and memory", "",
                   "Fresh subprocess per row; the model and imports warmed up on 200 units first. "
-                  "`forward pass` = the model alone; "
+                  "`kernel` = checks, bandwidth rule, kernel and arm densities (built once per "
+                  "fit); `refinement` = the model's steps for one lam (`steps` of them); "
                   "`weights` = `zero_shot_weights` (bandwidth, lam rule, model); `fit` = the whole "
                   "`CInA(method='zero-shot').fit` (validation, standard error). Memory: RSS just "
                   "before the `weights` call; the process's ru_maxrss peak after it (imports and "
                   "warm-up included); the call's own increase = max RSS sampled every 5 ms during "
                   "the call minus the RSS before it.", "",
-                  "| N | d | threads | path | forward pass s | weights s | fit s | "
-                  "RSS before MB | process peak RSS MB | call increase MB | DML s | "
-                  "DML / zero-shot fit |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for n, d, th, dml in ((1000, 25, 1, True), (10000, 25, 2, False),
+                  "| N | d | threads | path | kernel s | refinement s | steps | weights s | "
+                  "fit s | RSS before MB | process peak RSS MB | call increase MB | DML s | "
+                  "DML / zero-shot fit | DML / (kernel + refinement) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for n, d, th, dml in ((1000, 25, 1, True), (1000, 25, 2, True), (10000, 25, 2, False),
                               (50000, 25, 2, False)):
             r = _speed(n, d, th, dml)
             print(r, flush=True)
             if "error" in r:
                 lines.append(f"| {n} | {d} | {th} | error: {r['error'][-200:]!r} |")
                 continue
-            lines.append(f"| {n:,} | {d} | {th} | {r['path']} | {_fmt(r['seconds_model'])} | "
+            fwd = r["seconds_kernel"] + r["seconds_model"]
+            lines.append(f"| {n:,} | {d} | {th} | {r['path']} | {_fmt(r['seconds_kernel'])} | "
+                         f"{_fmt(r['seconds_model'])} | {r['steps']} | "
                          f"{_fmt(r['seconds_weights'])} | "
                          f"{_fmt(r['seconds_fit'])} | {_fmt(r['rss_before_mb'])} | "
                          f"{_fmt(r['peak_rss_mb'])} | {_fmt(r['peak_rss_increase_mb'])} | "
                          f"{_fmt(r.get('seconds_dml', ''))} | "
-                         f"{_fmt(r.get('dml_over_zero_shot', ''))} |")
+                         f"{_fmt(r.get('dml_over_zero_shot', ''))} | "
+                         f"{_fmt(r['seconds_dml'] / fwd if 'seconds_dml' in r else '')} |")
     md = read_metadata(Path(__import__("cina.model.checkpoint", fromlist=["x"]).pretrained_path()))
     lines += ["", "## Shipped model's own validation (metadata)", "", "```",
               json.dumps(md.get("metrics", {}), indent=1), "```", "",

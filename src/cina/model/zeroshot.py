@@ -79,8 +79,8 @@ class ZeroShotConfig:
     # that reuse the last step's parameters (weight-tied), stopping once no dataset's QP
     # objective has fallen by more than extra_tol (relative) per step on average over the last
     # ZeroShotBalancer.STOP_WINDOW steps; the exact line search keeps every step monotone
-    extra_steps: int = 60
-    extra_tol: float = 1e-3
+    extra_steps: int = 100
+    extra_tol: float = 3e-4
     chunk_size: int = 1024  # rows per chunk of the O(N)-memory logsumexps
     # training range, checked by cina.zeroshot (out-of-range warnings)
     train_n_range: tuple[int, int] = (100, 2000)
@@ -383,14 +383,16 @@ class ZeroShotBalancer(nn.Module):
             extra = int(self.config.extra_steps if extra_steps is None else extra_steps)
             tol = float(self.config.extra_tol if extra_tol is None else extra_tol)
         # per dataset: still moving? A dataset stops (its weights freeze) once its objective has
-        # fallen by at most tol per step on average over the last STOP_WINDOW tied steps (a
-        # window, because single steps can stall); per dataset, so padding a batch with other
-        # datasets never changes a dataset's weights
+        # fallen by at most tol per step on average over the last STOP_WINDOW steps (a window,
+        # because single steps can stall; checked from the end of the trained steps on, so a
+        # problem the trained steps already solved takes no tied step); per dataset, so padding
+        # a batch with other datasets never changes a dataset's weights
         active = torch.ones_like(obj, dtype=torch.bool)
         steps_run = torch.zeros_like(obj, dtype=torch.long)
         history: list[torch.Tensor] = []
+        unit_part: dict[int, torch.Tensor] = {}
         for s in range(n_trained + extra):
-            if s >= n_trained + self.STOP_WINDOW - 1:
+            if s >= n_trained and len(history) >= self.STOP_WINDOW:
                 old = history[-self.STOP_WINDOW]
                 drop = (old - obj) / (self.STOP_WINDOW * old.abs().clamp_min(1e-30))
                 active = active & (drop > tol)
@@ -402,7 +404,7 @@ class ZeroShotBalancer(nn.Module):
                 trace.append(obj)
             k = min(s, n_trained - 1)  # beyond the trained steps: the last step's parameters
             feats = self._step_features(logits, g, alpha, t, mk, n_arm, prev)
-            upd = self.step_mlp[k](torch.cat([feats, hs], -1))[..., 0]
+            upd = self._step_update(k, feats, hs, unit_part)
             cand_logits = logits - torch.exp(self.log_eta[k]) * feats[..., 1] + upd
             cand_logits = torch.where(fixed, 0.0, cand_logits)
             cand = _arm_softmax(cand_logits, t, mask)
@@ -440,17 +442,32 @@ class ZeroShotBalancer(nn.Module):
     @staticmethod
     def _step_features(logits, g, alpha, t, mk, n_arm, prev):
         """Per-unit refinement features (B, N, 7): logit, gradient and last move standardised
-        within each arm, log(alpha n_a), alpha n_a, arm, mask."""
-        cols = []
-        for x in (logits, g, prev):
-            xs = torch.zeros_like(x)
-            for arm in (t * mk, (1 - t) * mk):
-                cnt = arm.sum(1, keepdim=True).clamp_min(1.0)
-                mu = (x * arm).sum(1, keepdim=True) / cnt
-                # alpha-weighted mean for the gradient: the mirror step's own centring
-                sd = torch.sqrt((((x - mu) ** 2) * arm).sum(1, keepdim=True) / cnt + 1e-20)
-                xs = xs + arm * (x - mu) / (sd + 1e-12 + 1e-6 * mu.abs())
-            cols.append(xs)
-        la = torch.log((alpha * n_arm).clamp_min(1e-12))
-        cols += [la / 5.0, (alpha * n_arm).clamp_max(20.0) / 5.0, t * mk, mk]
-        return torch.stack(cols, -1) * mk[..., None]
+        within each arm (mean and standard deviation over the arm's units), log(alpha n_a),
+        alpha n_a, arm, mask."""
+        X = torch.stack([logits, g, prev], -1)  # (B, N, 3)
+        A = torch.stack([t * mk, (1 - t) * mk], -1)  # (B, N, 2) arm indicators
+        cnt = A.sum(1).clamp_min(1.0)[..., None]  # (B, 2, 1)
+        mu = torch.einsum("bna,bnf->baf", A, X) / cnt  # (B, 2, 3) arm means
+        centred = X - torch.einsum("bna,baf->bnf", A, mu)
+        sd = torch.sqrt(torch.einsum("bna,bnf->baf", A, centred ** 2) / cnt + 1e-20)
+        scale = torch.einsum("bna,baf->bnf", A, sd + 1e-12 + 1e-6 * mu.abs())
+        in_arm = A.sum(-1, keepdim=True) > 0  # False on padding
+        xs = torch.where(in_arm, centred / torch.where(in_arm, scale, 1.0), 0.0)
+        am = alpha * n_arm
+        rest = torch.stack([torch.log(am.clamp_min(1e-12)) / 5.0, am.clamp_max(20.0) / 5.0,
+                            t * mk, mk], -1)
+        return torch.cat([xs, rest], -1) * mk[..., None]
+
+    def _step_update(self, k: int, feats: torch.Tensor, hs: torch.Tensor,
+                     unit_part: dict) -> torch.Tensor:
+        """step_mlp[k]([feats, hs]) (B, N), with the first layer split so that its hs part,
+        constant over the steps, is computed once per step MLP (the tied steps reuse it)."""
+        mlp = self.step_mlp[k]
+        first = mlp[0]
+        nf = self.N_STEP_FEATURES
+        if k not in unit_part:
+            unit_part[k] = F.linear(hs, first.weight[:, nf:], first.bias)
+        h = F.linear(feats, first.weight[:, :nf]) + unit_part[k]
+        for layer in list(mlp)[1:]:
+            h = layer(h)
+        return h[..., 0]

@@ -178,6 +178,18 @@ def test_prepared_kernel_is_reused_with_identical_results():
     assert ops.arm_density(1 - t, mask.double()) is not first  # another treatment recomputes
 
 
+def test_blocked_dense_matvec_equals_one_product():
+    rng = np.random.default_rng(15)
+    z, t, mask, bw = _batch([_dataset(rng, 150, 3), _dataset(rng, 110, 2)])
+    ops = KernelOps(z, mask, bw, "dense")
+    V = torch.as_tensor(rng.normal(size=(2, 150, 2)))
+    with torch.inference_mode():
+        plain = ops.matvec(V)
+        ops.MATVEC_BLOCKED_FROM, ops.MATVEC_ROWS = 10, 16  # force blocks of 16 rows
+        blocked = ops.matvec(V)
+    torch.testing.assert_close(blocked, plain, rtol=1e-12, atol=1e-15)
+
+
 def test_kernel_path_follows_the_memory_budget():
     m = _small_model(8, dense_max_bytes=4 * 1000 * 1000)
     assert m.choose_path(1000) == "dense"

@@ -110,6 +110,9 @@ class KernelOps:
     bandwidth (B,). ``path``: "dense" materialises K (B, N, N); "sdpa" keeps O(N) memory.
     """
 
+    MATVEC_ROWS = 64  # row block of the dense mat-vec at large N (inference)
+    MATVEC_BLOCKED_FROM = 3000  # below, one product is faster (measured at N = 1,000-4,000)
+
     def __init__(self, z: torch.Tensor, mask: torch.Tensor, bandwidth: torch.Tensor,
                  path: str = "dense", chunk_size: int = 1024):
         if path not in ("dense", "sdpa"):
@@ -125,9 +128,16 @@ class KernelOps:
             n = mask.sum(1).to(z.dtype)  # (B,)
             self.n = n
             if path == "dense":
-                # the scores are the only N x N buffer: normaliser, kernel and mask in place
+                # the scores are the only N x N buffer; everything below is in place in it:
+                # E_ij = exp(s_ij - max_j s_ij) over the real columns, h_i = rowmax * sum_j E_ij
                 S = qs @ qs.transpose(1, 2)  # (B, N, N)
-                log_h = self._chunked_lse(lambda a, b: S[:, a:b], N, colbias)  # (B, N)
+                if not bool(mask.all()):
+                    S.masked_fill_(~mask[:, None, :], -math.inf)  # padded units in no sum
+                rowmax = S.amax(-1, keepdim=True)  # (B, N, 1), finite: every row has a real unit
+                S.sub_(rowmax)
+                S.exp_()
+                rowsum = S.sum(-1)  # (B, N)
+                log_h = rowmax[..., 0] + torch.log(rowsum)  # (B, N)
             else:
                 kt = qs.transpose(1, 2)
                 log_h = self._chunked_lse(lambda a, b: qs[:, a:b] @ kt, N, colbias)
@@ -139,14 +149,15 @@ class KernelOps:
             self.row_shift = log_h + c[:, None]  # (B, N): log k_ij = s_ij + kb_j - shift_i
             self.log_kdiag = logdiag - c[:, None]  # (B, N) log k_ii (normalised)
             if path == "dense":
-                S += self.keybias[:, None, :]
-                S -= self.row_shift[..., None]
-                S.exp_()
-                S *= mask[:, :, None]  # zero on padded rows and columns; symmetric up to rounding
-                self.K = S
-                self.log_rowsum = torch.log(S.sum(-1).clamp_min(1e-30))  # (B, N)
+                # k_ij = M_ij exp(-shift_j) with M_ij = exp(s_ij - log h_i) = E_ij / sum_j E_ij
+                # (s symmetric): one scaling pass; padded rows and columns are exact zeros, and
+                # the per-unit factor exp(-shift_j) is applied to the mat-vec's output
+                S.mul_((mask / rowsum)[..., None])
+                self._M = S  # (B, N, N)
+                self._out_scale = torch.where(mask, torch.exp(-self.row_shift), 0.0)  # (B, N)
+                self.log_rowsum = (torch.log(S.sum(1).clamp_min(1e-30)) - self.row_shift)
             else:
-                self.K = None
+                self._M = None
                 self.log_rowsum = self._chunked_lse(lambda a, b: qs[:, a:b] @ kt, N,
                                                     self.keybias) - self.row_shift
                 # queries [qs, 1], keys [qs, kb]: q_i . k_j = s_ij + kb_j
@@ -175,8 +186,19 @@ class KernelOps:
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """K V for V (B, N, m); differentiable in V."""
-        if self.path == "dense":  # K symmetric: (V' K)' is ~5x faster than K V for thin V
-            return (V.transpose(1, 2) @ self.K).transpose(1, 2)
+        if self.path == "dense":  # (K V)_j = exp(-shift_j) sum_i M_ij V_i: (V' M)' is ~5x
+            # faster than M' V for thin V
+            Vt = V.transpose(1, 2)  # (B, m, N)
+            N = Vt.shape[-1]
+            if N < self.MATVEC_BLOCKED_FROM or torch.is_grad_enabled():
+                out = Vt @ self._M
+            else:  # blocks of rows: a block stays in cache for every value column (a single
+                # (m, N) x (N, N) product streams the matrix from memory once per value column
+                # once it outgrows the cache: ~25% faster at N = 10,000)
+                out = torch.zeros(Vt.shape[0], Vt.shape[1], N, dtype=V.dtype)
+                for a in range(0, N, self.MATVEC_ROWS):
+                    out.baddbmm_(Vt[..., a:a + self.MATVEC_ROWS], self._M[:, a:a + self.MATVEC_ROWS])
+            return out.transpose(1, 2) * self._out_scale[..., None]
         B, N, m = V.shape
         D1 = self._q.shape[-1]
         width = max(D1, m)  # the fused CPU kernel wants equal head dims: pad q, k and v

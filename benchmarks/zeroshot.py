@@ -16,7 +16,7 @@ computed once and cached in ``.bench_cache/zeroshot/`` (keyed by dataset and lam
   exact QP stays affordable);
 * speed: zero-shot vs ``make_estimator("dml")`` at N = 1,000, d = 25 (same data, same process),
   and zero-shot alone at N = 10,000 and 50,000 in fresh subprocesses (seconds; peak memory as the
-  ``ru_maxrss`` peak and its excess over the resident set just before the call).
+  high-water mark VmHWM and its excess over the resident set just before the call).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -277,6 +276,16 @@ def _evaluate_lalonde() -> list[dict]:
 # speed
 # ----------------------------------------------------------------------------------------------
 
+def _hwm_mb() -> float:
+    """The process's resident-set high-water mark (VmHWM; unlike ru_maxrss, not inherited from
+    the parent across exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -324,14 +333,14 @@ def speed_child(n: int, d: int, threads: int, with_dml: bool) -> dict:
         from cina.zeroshot import zero_shot_weights
 
         Z, _, _ = standardize(X)
-        peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        peak0 = _hwm_mb()
         rss0 = _rss_mb()  # current resident set before the call
         with _RSSSampler() as sampler:
             t0 = time.perf_counter()
             _, info = zero_shot_weights(Z, t, y, estimand="ate", balance="target",
                                         lam_rel=None, bandwidth=None)
             sec_weights = time.perf_counter() - t0
-        peak1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        peak1 = _hwm_mb()
         t0 = time.perf_counter()
         CInA(method="zero-shot").fit(X, t, y)
         sec_fit = time.perf_counter() - t0
@@ -433,7 +442,7 @@ def run(args) -> None:
                   "fit); `refinement` = the model's steps for one lam (`steps` of them); "
                   "`weights` = `zero_shot_weights` (bandwidth, lam rule, model); `fit` = the whole "
                   "`CInA(method='zero-shot').fit` (validation, standard error). Memory: RSS just "
-                  "before the `weights` call; the process's ru_maxrss peak after it (imports and "
+                  "before the `weights` call; the process's high-water mark (VmHWM) after it (imports and "
                   "warm-up included); the call's own increase = max RSS sampled every 5 ms during "
                   "the call minus the RSS before it.", "",
                   "| N | d | threads | path | kernel s | refinement s | steps | weights s | "

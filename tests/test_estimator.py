@@ -63,6 +63,9 @@ def test_att_estimand_and_numpy_input():
     ({"lam_rel": -1.0}, "lam_rel must be a positive"),
     ({"estimand": "atc"}, "estimand must be"),
     ({"bandwidth": "wide"}, "bandwidth must be"),
+    ({"max_iter": -1}, "max_iter must be a non-negative integer"),
+    ({"max_iter": 2.5}, "max_iter must be a non-negative integer"),
+    ({"tol": float("nan")}, "tol must be a non-negative number"),
 ])
 def test_bad_settings(params, match):
     X, t, y, _ = simulate(2, n=60)
@@ -150,3 +153,17 @@ def test_augmented_att_uses_treated_population():
     X, t, y, tau = simulate(9, n=300, hetero=1.0)
     est = cina.CInA(estimand="att", lam_rel=0.1, augment="kernel").fit(X, t, y)
     assert abs(est.att_ - tau[t == 1].mean()) < 4 * est.se_ + 0.05
+
+
+def test_zero_shot_stopping_rule_is_max_iter_and_tol():
+    X, t, y, _ = simulate(5, n=300)
+    trained = cina.CInA(method="zero-shot", lam_rel=0.05, max_iter=0).fit(X, t, y)
+    assert trained.result_.info["refinement_steps"] == 10  # the trained steps alone
+    default = cina.CInA(method="zero-shot", lam_rel=0.05).fit(X, t, y)
+    assert 10 <= default.result_.info["refinement_steps"] <= 110
+    longer = cina.CInA(method="zero-shot", lam_rel=0.05, max_iter=200, tol=0.0).fit(X, t, y)
+    assert longer.result_.info["refinement_steps"] >= default.result_.info["refinement_steps"]
+    # more steps move the weights towards the exact optimum (the QP objective never rises)
+    exact = cina.CInA(method="exact", lam_rel=0.05).fit(X, t, y).result_.weights
+    dist = [np.abs(e.result_.weights - exact).sum() for e in (trained, default, longer)]
+    assert dist[2] <= dist[1] * 1.05 and dist[1] < dist[0]

@@ -31,6 +31,8 @@ CINA_METHODS = ("exact", "fit", "zero-shot")
 MAX_N_DENSE = {"exact": 20_000, "fit": 10_000}
 
 
+FIT_MAX_ITER, FIT_TOL = 3000, 1e-6  # Algorithm 1's default stopping rule
+
 AUGMENT_MODELS = (None, "gbm", "kernel")
 SMD_GUARD = 0.1  # the customary threshold of good balance
 
@@ -63,7 +65,11 @@ class CInA(EffectEstimator):
         learns it by minimising the same loss, with the guards of :mod:`cina.fit`.
     random_state : seed for every random choice (subsampling in rules, initialisations).
     dtype : "float64" (default, exact) or "float32" for Algorithm 1.
-    max_iter, tol : Algorithm 1 stopping rule (iterations cap, relative tolerance).
+    max_iter, tol : stopping rule of the iterative methods; None is the method's default.
+        "fit": Algorithm 1's iteration cap and relative tolerance (3000, 1e-6). "zero-shot": the
+        cap on weight-tied refinement steps after the model's trained steps and their relative
+        tolerance (100, 3e-4; ``max_iter=0`` runs the trained steps alone, fastest). Ignored by
+        "exact", which solves to its KKT tolerance.
     variance : how the standard error estimates the outcome noise sigma^2(x_i) in
         se^2 = sum_i alpha_i^2 sigma^2(x_i): "kernel" (default) uses leave-one-out residuals of
         the per-arm kernel ridge fit with the same kernel and the GP ridge; "matching" uses
@@ -81,7 +87,8 @@ class CInA(EffectEstimator):
     def __init__(self, method: str = "exact", estimand: str = "ate", balance: str = "target",
                  lam_rel: float | None = None, bandwidth=None, penalty: str = "squared_hinge",
                  learn_kernel=False, random_state: int = 0, dtype: str = "float64",
-                 max_iter: int = 3000, tol: float = 1e-6, variance: str = "kernel",
+                 max_iter: int | None = None, tol: float | None = None,
+                 variance: str = "kernel",
                  n_neighbors_se: int = 3, augment: str | None = None):
         self.method = method
         self.estimand = estimand
@@ -113,6 +120,15 @@ class CInA(EffectEstimator):
         if self.variance not in ("kernel", "matching"):
             raise CInAValidationError(
                 f"variance must be 'kernel' or 'matching'; received {self.variance!r}")
+        if self.max_iter is not None and (isinstance(self.max_iter, bool) or
+                                          not isinstance(self.max_iter, (int, np.integer)) or
+                                          self.max_iter < 0):
+            raise CInAValidationError(
+                f"max_iter must be a non-negative integer or None; received {self.max_iter!r}")
+        if self.tol is not None and (not isinstance(self.tol, (int, float, np.floating)) or
+                                     not np.isfinite(self.tol) or self.tol < 0):
+            raise CInAValidationError(
+                f"tol must be a non-negative number or None; received {self.tol!r}")
         if self.lam_rel is not None and (not np.isfinite(self.lam_rel) or self.lam_rel <= 0):
             raise CInAValidationError(
                 f"lam_rel must be a positive number or None; received {self.lam_rel!r}")
@@ -122,7 +138,7 @@ class CInA(EffectEstimator):
         """Balancing weights for one lam by the chosen method, and what the method reports.
         ``K``: the kernel matrix (exact), the prepared zero-shot model (zero-shot) or None."""
         if self.method == "zero-shot":
-            return K(lam_rel)
+            return K(lam_rel, extra_steps=self.max_iter, extra_tol=self.tol)
         if self.method == "exact":
             sol = solve_balancing_weights(K, t, lam_rel, balance=self.balance,
                                           estimand=self.estimand, penalty=self.penalty)
@@ -132,8 +148,9 @@ class CInA(EffectEstimator):
 
         res = fit_balancing_attention(
             Z, t, bandwidth=bw, lam_rel=lam_rel, balance=self.balance, estimand=self.estimand,
-            learn_kernel=self.learn_kernel, dtype=self.dtype, max_iter=self.max_iter,
-            tol=self.tol, seed=self.random_state)
+            learn_kernel=self.learn_kernel, dtype=self.dtype,
+            max_iter=FIT_MAX_ITER if self.max_iter is None else self.max_iter,
+            tol=FIT_TOL if self.tol is None else self.tol, seed=self.random_state)
         return res.alpha, res.info
 
     def _augmented(self, data: ValidatedData, Z: np.ndarray, bw: float, gp_lam: float,

@@ -289,7 +289,7 @@ def test_method_without_weights(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option,value", [("--balance", "mutual"), ("--lam-rel", "0.1"),
-                                          ("--bandwidth", "median")])
+                                          ("--bandwidth", "median"), ("--max-iter", "0")])
 def test_option_not_accepted_by_method(tmp_path, capsys, option, value):
     _user_error(*_estimate(capsys, _csv(tmp_path), "--method", "diff", option, value),
                 f"{option} does not apply to method 'diff'")
@@ -444,6 +444,8 @@ def test_att_not_supported_passes_through(tmp_path, capsys, monkeypatch):
     (("--estimand", "ATX"), "--estimand"),
     (("--lam-rel", "-1"), "--lam-rel"),
     (("--bandwidth", "wide"), "--bandwidth"),
+    (("--max-iter", "-3"), "--max-iter"),
+    (("--max-iter", "many"), "--max-iter"),
     (("--covariates", " , "), "--covariates is empty"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, fragment):
@@ -484,3 +486,10 @@ def test_pretrain_and_bench_subcommands_are_registered(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "pretrain" in out and "bench" in out
+
+
+def test_zero_shot_max_iter_reaches_the_estimator(tmp_path, capsys):
+    path = _csv(tmp_path)
+    rc, out, _ = _estimate(capsys, path, "--method", "zero-shot", "--max-iter", "0", "--json")
+    assert rc == 0
+    assert json.loads(out)["info"]["refinement_steps"] == 10

@@ -67,6 +67,7 @@ ESTIMATOR_OPTIONS = {
     "--balance": "balance",
     "--lam-rel": "lam_rel",
     "--bandwidth": "bandwidth",
+    "--max-iter": "max_iter",
 }
 
 _SILENT_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
@@ -161,6 +162,17 @@ def _positive_or_auto(text: str):
             f"must be a positive number or 'auto'; received {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number; received {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a non-negative integer; received {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer; received {text!r}")
     return value
 
 
@@ -342,6 +354,10 @@ def _add_estimate(subparsers) -> None:
     est.add_argument("--bandwidth", type=_bandwidth, default=None, metavar="X",
                      help="CInA methods: kernel bandwidth, a positive number or median (the "
                           "default), sqrt_d, d")
+    est.add_argument("--max-iter", type=_nonnegative_int, default=None, metavar="K",
+                     help="CInA fit and zero-shot: iteration cap (zero-shot: weight-tied "
+                          "refinement steps after the trained ones, 0 = the trained steps only, "
+                          "fastest; default: the method's own)")
     out = p.add_argument_group("output")
     out.add_argument("--alpha", type=_alpha, default=0.05,
                      help="the interval is a (1 - alpha) confidence interval (default: 0.05)")
@@ -396,6 +412,8 @@ def _report(args, est, data, balance: dict | None) -> dict:
         "dropped_constant": list(data.dropped_constant),
         "balance": balance,
         "params": est.get_params(deep=False) if hasattr(est, "get_params") else {},
+        # what the method chose and did (lam_rel, bandwidth, refinement steps, timings, ...)
+        "info": dict(getattr(result, "info", None) or {}),
     }
     return _jsonable(out)
 

@@ -30,7 +30,9 @@ def test_configs_load():
     cfg = load_config(SMOKE)
     assert cfg.optim.max_steps == 6 and cfg.model.n_steps == 2
     v1 = load_config(ROOT / "configs" / "zeroshot-v1.toml")
-    assert v1.data.generator == "scm"
+    assert v1.data.generator == "scm" and v1.optim.train_extra_steps == (0, 0)
+    v2 = load_config(ROOT / "configs" / "zeroshot-v2-finetune.toml")
+    assert v2.optim.train_extra_steps == (0, 12) and v2.run.init_from.endswith(".safetensors")
     with pytest.raises(CInAValidationError, match="unknown key"):
         config_from_dict({"optim": {"learning_rate": 1.0}})
 
@@ -72,3 +74,47 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     steps = [json.loads(s)["step"] for s in (tmp_path / "run" / "metrics.jsonl").read_text()
              .splitlines() if '"train"' in s]
     assert steps == [1, 2, 3, 4, 5, 6]  # no duplicated or lost lines
+
+
+def test_tied_steps_in_training_are_unrolled_and_get_gradients():
+    from cina.model.zeroshot import ZeroShotBalancer, ZeroShotConfig
+
+    torch.manual_seed(0)
+    model = ZeroShotBalancer(ZeroShotConfig(hidden=8, n_encoder_layers=1, step_hidden=8,
+                                            n_steps=2)).double().train()
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(2, 40, 3, generator=gen, dtype=torch.float64)
+    t = (torch.rand(2, 40, generator=gen) < 0.5).double()
+    t[:, :2], t[:, 2:4] = 1.0, 0.0
+    args = (z, t, torch.ones(2, 40, dtype=torch.bool), torch.tensor([3.0, 3.0]).double(),
+            torch.tensor([0.1, 0.02]).double(), torch.tensor([0, 1]))
+    assert torch.all(model(*args)["steps"] == 2)  # training mode: no tied steps by default
+    out = model(*args, extra_steps=5)
+    assert torch.all(out["steps"] == 7)  # exactly the unroll asked for, no stopping rule
+    out["objective"].log().sum().backward()
+    last = model.step_mlp[-1][0].weight.grad
+    assert last is not None and torch.isfinite(last).all() and last.abs().sum() > 0
+
+
+def test_fine_tuning_starts_from_a_model_file(tmp_path):
+    from cina.errors import CheckpointError
+    from cina.model.checkpoint import save_model
+    from cina.model.zeroshot import ZeroShotBalancer
+    from cina.train.pretrain import _init_from, pretrain
+
+    cfg = load_config(SMOKE)
+    torch.manual_seed(5)
+    source = ZeroShotBalancer(cfg.model)
+    save_model(source, tmp_path / "src.safetensors", training_data={}, metrics={})
+    cfg.run.init_from = str(tmp_path / "src.safetensors")
+    target = ZeroShotBalancer(cfg.model)
+    _init_from(target, cfg)
+    for k, v in source.state_dict().items():
+        torch.testing.assert_close(target.state_dict()[k], v, rtol=0, atol=0)
+    cfg.model.n_steps += 1
+    with pytest.raises(CheckpointError, match="another architecture"):
+        _init_from(ZeroShotBalancer(cfg.model), cfg)
+    cfg.model.n_steps -= 1
+    cfg.optim.train_extra_steps = (1, 2)
+    run = pretrain(cfg, out_dir=tmp_path / "ft", max_steps=2)
+    assert (run / "checkpoint.pt").exists()

@@ -372,8 +372,9 @@ class ZeroShotBalancer(nn.Module):
         K 1_C), objective (B,) at alpha, steps (B,) (refinement steps run per dataset), and with
         ``return_trace`` the objectives before each step and at the end, a list of (B,)).
 
-        ``extra_steps`` / ``extra_tol`` (default: the config's; ignored in training mode) run
-        weight-tied steps after the trained ones (see :class:`ZeroShotConfig`). ``ops``: the
+        ``extra_steps`` / ``extra_tol`` (default: the config's) run weight-tied steps after the
+        trained ones (see :class:`ZeroShotConfig`); in training mode there are none unless
+        ``extra_steps`` is given, and then exactly that many (no stopping rule). ``ops``: the
         kernel of (z, mask, bandwidth) from :meth:`kernel_ops`, to reuse it across calls."""
         t = t.to(z.dtype) * mask
         if ops is None:
@@ -399,8 +400,10 @@ class ZeroShotBalancer(nn.Module):
         g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
         prev = torch.zeros_like(logits)
         n_trained = self.config.n_steps
-        if self.training:
-            extra = 0
+        if self.training:  # tied steps only when asked for, and then exactly that many (so that
+            # fine-tuning with tied steps backpropagates through a fixed unroll)
+            extra = 0 if extra_steps is None else int(extra_steps)
+            tol = -math.inf
         else:
             extra = int(self.config.extra_steps if extra_steps is None else extra_steps)
             tol = float(self.config.extra_tol if extra_tol is None else extra_tol)

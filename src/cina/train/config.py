@@ -45,6 +45,10 @@ class OptimConfig:
     grad_clip: float = 1.0
     trace_weight: float = 0.2  # weight of the mean log-objective after intermediate steps
     supervised_weight: float = 0.0  # ZS-S term |tau_hat - tau| (off by default)
+    # weight-tied steps unrolled after the trained ones in training, K ~ uniform on this range per
+    # optimiser step (the same K on every rank): teaches the last step to be a good repeated
+    # step, as inference uses it. (0, 0) = none (how zeroshot-v1 was trained)
+    train_extra_steps: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -57,6 +61,10 @@ class RunConfig:
     threads: int = 1
     dtype: str = "float32"
     seed: int = 0  # torch seed of the initialisation
+    # fine-tuning: start from these weights (a safetensors model file as shipped, e.g.
+    # "src/cina/weights/zeroshot-v1.safetensors"); its model config must equal [model]'s
+    # architecture. Empty: random initialisation
+    init_from: str = ""
 
 
 @dataclass

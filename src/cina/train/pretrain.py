@@ -85,11 +85,12 @@ def _allreduce_grads(model: torch.nn.Module, world: int) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def batch_loss(model: ZeroShotBalancer, batch: dict, cfg: PretrainConfig,
-               device: torch.device) -> tuple[torch.Tensor, dict]:
-    """Sum over the batch's datasets of the per-dataset loss (B,) and diagnostics."""
+               device: torch.device, extra_steps: int = 0) -> tuple[torch.Tensor, dict]:
+    """Sum over the batch's datasets of the per-dataset loss (B,) and diagnostics;
+    ``extra_steps`` weight-tied steps are unrolled after the trained ones."""
     b = {k: v.to(device) for k, v in batch.items()}
     out = model(b["z"], b["t"], b["mask"], b["bandwidth"], b["lam"], b["problem"],
-                return_trace=True)
+                return_trace=True, extra_steps=extra_steps or None)
     lam = b["lam"]
     final = torch.log(out["objective"].clamp_min(1e-30) / lam)
     per = final
@@ -263,6 +264,23 @@ def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: PretrainConf
     os.replace(tmp, path)  # atomic: a kill -9 leaves either the old or the new checkpoint
 
 
+def _init_from(model: ZeroShotBalancer, cfg: PretrainConfig) -> None:
+    """Fine-tuning: copy the weights of a shipped-format model file into ``model``."""
+    from ..errors import CheckpointError
+    from ..model.checkpoint import load_model
+
+    src, _ = load_model(cfg.run.init_from)
+    arch = ("hidden", "n_encoder_layers", "step_hidden", "n_steps")
+    mismatch = [k for k in arch if getattr(src.config, k) != getattr(cfg.model, k)]
+    if mismatch:
+        raise CheckpointError(
+            f"init_from {cfg.run.init_from!r} has another architecture ("
+            + ", ".join(f"{k}={getattr(src.config, k)} vs {getattr(cfg.model, k)}"
+                        for k in mismatch) + "); [model] must match it")
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(dtype=own[k].dtype) for k, v in src.state_dict().items()})
+
+
 def _truncate_log(log_path: Path, step: int) -> None:
     if not log_path.exists():
         return
@@ -304,6 +322,8 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
 
     torch.manual_seed(cfg.run.seed)
     model = ZeroShotBalancer(cfg.model).to(device=device, dtype=dtype)
+    if cfg.run.init_from:
+        _init_from(model, cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                             weight_decay=cfg.optim.weight_decay)
     sched = WarmupCosine(opt, cfg)
@@ -355,12 +375,16 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
     n_skipped = int(state.get("skipped_steps", 0)) if step else 0
     model.train()
     while step < last_step and not sched.done:
+        lo, hi = cfg.optim.train_extra_steps
+        # a pure function of (seed, step): identical on every rank and after a resume
+        k_extra = int(np.random.default_rng([cfg.run.seed, step]).integers(lo, hi + 1))
         idx = [step * B + rank + j * world for j in range(B // world)]
         probs = [make_problem(cfg.data.seed, k, cfg.data) for k in idx]
         opt.zero_grad(set_to_none=False)
         tot = 0.0
         for group in microbatches(probs, cfg.data.max_cells_per_microbatch):
-            loss, info = batch_loss(model, collate(group, dtype=dtype), cfg, device)
+            loss, info = batch_loss(model, collate(group, dtype=dtype), cfg, device,
+                                    extra_steps=k_extra)
             (loss / B).backward()
             tot += info["log_obj"]
         _allreduce_grads(model, world)

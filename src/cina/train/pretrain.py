@@ -426,8 +426,10 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
     return run_dir
 
 
-def export_model(run_dir: str | Path, out_path: str | Path) -> str:
-    """Write the shipped safetensors file from a run's checkpoint; returns its sha256."""
+def export_model(run_dir: str | Path, out_path: str | Path,
+                 model_version: str | None = None) -> str:
+    """Write the shipped safetensors file from a run's checkpoint; returns its sha256.
+    ``model_version`` defaults to the config's ``[run] name``."""
     from ..model.checkpoint import save_model
     from ..model.zeroshot import ZeroShotConfig
 
@@ -454,7 +456,12 @@ def export_model(run_dir: str | Path, out_path: str | Path) -> str:
         "optim": cfgd["optim"],
         "train_seconds": float(state.get("elapsed_s", 0.0)),
     }
-    return save_model(model, out_path, training_data=training_data, metrics=metrics)
+    init_from = cfgd.get("run", {}).get("init_from", "")
+    if init_from:  # fine-tuned: say from what
+        training_data["init_from"] = init_from
+    version = model_version or cfgd.get("run", {}).get("name") or "zeroshot"
+    return save_model(model, out_path, training_data=training_data, metrics=metrics,
+                      model_version=version)
 
 
 # ----------------------------------------------------------------------------------------------

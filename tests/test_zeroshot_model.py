@@ -15,6 +15,7 @@ from cina.balancing.kernel import attention_kernel, median_bandwidth, standardiz
 from cina.balancing.weights import balancing_objective
 from cina.errors import CheckpointError, OutOfRangeWarning, OverlapWarning
 from cina.model.checkpoint import (
+    MODEL_VERSION,
     PINNED_SHA256,
     load_model,
     load_pretrained,
@@ -279,7 +280,7 @@ def test_shipped_model_is_pinned_and_described():
 
 
 def test_corrupt_shipped_copy_raises(tmp_path):
-    copy = tmp_path / "zeroshot-v1.safetensors"
+    copy = tmp_path / pretrained_path().name
     shutil.copy(pretrained_path(), copy)
     with copy.open("r+b") as fh:
         fh.seek(-8, 2)
@@ -330,7 +331,7 @@ def test_in_range_has_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         alpha, info = _zs(Z, t)
-    assert info["path"] == "dense" and info["model_version"] == "zeroshot-v1"
+    assert info["path"] == "dense" and info["model_version"] == MODEL_VERSION
 
 
 def test_warns_for_too_many_units_and_covariates():

@@ -6,7 +6,7 @@ File layout: the model's ``state_dict`` tensors plus a metadata header of JSON s
 trained on: prior, ranges, number of datasets, recipe) and ``metrics`` (validation metrics of
 the final checkpoint).
 
-:func:`load_pretrained` loads ``cina/weights/zeroshot-v1.safetensors`` (package data), verifies its
+:func:`load_pretrained` loads ``cina/weights/zeroshot-v2.safetensors`` (package data), verifies its
 sha256 against :data:`PINNED_SHA256` and caches the model. Nothing here ever touches the network.
 """
 
@@ -28,9 +28,9 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_VERSION", "PINNED_SHA256", "pretra
 
 FORMAT = "cina-zeroshot"
 FORMAT_VERSION = 1
-MODEL_VERSION = "zeroshot-v1"
-#: sha256 of the shipped ``cina/weights/zeroshot-v1.safetensors``.
-PINNED_SHA256 = "bd315fcd97ba922caedf1ffc3b048669e1d2688cbb3d44038692712faf6cddf6"
+MODEL_VERSION = "zeroshot-v2"
+#: sha256 of the shipped ``cina/weights/zeroshot-v2.safetensors``.
+PINNED_SHA256 = "2ec33ccf85bff27829eb5b9bb50c1cb6d1c8258e53e087c3d0d5aa2a07d87282"
 
 _CACHE: dict = {}
 _LOCK = threading.Lock()
@@ -141,6 +141,6 @@ def load_pretrained() -> tuple[ZeroShotBalancer, dict]:
                 raise CheckpointError(
                     f"the pretrained zero-shot model is missing ({str(path)!r}); the package "
                     "data was not installed. Reinstall cina, or train one with "
-                    "`cina pretrain --config configs/zeroshot-v1.toml`")
+                    "`cina pretrain --config configs/zeroshot-v2-finetune.toml`")
             _CACHE["model"] = load_model(path, expected_sha256=PINNED_SHA256)
         return _CACHE["model"]

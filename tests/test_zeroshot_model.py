@@ -336,7 +336,7 @@ def test_in_range_has_no_warning():
 
 def test_warns_for_too_many_units_and_covariates():
     rng = np.random.default_rng(9)
-    Z, t, _ = _dataset(rng, 2100, 2)
+    Z, t, _ = _dataset(rng, load_pretrained()[0].config.train_n_range[1] + 100, 2)
     with pytest.warns(OutOfRangeWarning, match="exceeds the pretraining range"):
         _zs(Z, t)
     Z, t, _ = _dataset(rng, 200, 60)

@@ -7,8 +7,9 @@ in one forward pass (see docs/zeroshot.md).
 
 Out-of-range behaviour (never a silent garbage estimate):
 
-* more units than the training range (N > 2,000), more covariate columns than it (d > 50), or a
-  lam_rel outside [0.01, 3] (clipped to the range): :class:`~cina.errors.OutOfRangeWarning`;
+* more units than the training range (N > 2,800 for zeroshot-v2), more covariate columns than it
+  (d > 50), or a lam_rel outside [0.01, 3] (clipped to the range):
+  :class:`~cina.errors.OutOfRangeWarning`;
 * fewer than :data:`MIN_ARM` units in an arm: :class:`~cina.errors.OutOfRangeWarning` (an empty
   arm is a :class:`~cina.errors.CInAValidationError`);
 * non-finite model output (a safeguard): :class:`~cina.errors.OutOfRangeWarning` and the exact QP

@@ -30,7 +30,7 @@ FORMAT = "cina-zeroshot"
 FORMAT_VERSION = 1
 MODEL_VERSION = "zeroshot-v2"
 #: sha256 of the shipped ``cina/weights/zeroshot-v2.safetensors``.
-PINNED_SHA256 = "2ec33ccf85bff27829eb5b9bb50c1cb6d1c8258e53e087c3d0d5aa2a07d87282"
+PINNED_SHA256 = "0ac00df2ae87d823d4090381279837795849d18d10b88e783291867a76455f16"
 
 _CACHE: dict = {}
 _LOCK = threading.Lock()

@@ -75,10 +75,11 @@ class ZeroShotConfig:
     # "auto" path: the dense kernel while the (B, N, N) float32 buffer fits in this many bytes
     # (512 MiB: N <= 11,585 for one dataset, a batch of 16 at N = 2,896), else O(N)-memory SDPA
     dense_max_bytes: int = 512 * 2**20
-    # inference only (eval mode): after the n_steps trained steps, up to extra_steps more steps
-    # that reuse the last step's parameters (weight-tied), stopping once no dataset's QP
-    # objective has fallen by more than extra_tol (relative) per step on average over the last
-    # ZeroShotBalancer.STOP_WINDOW steps; the exact line search keeps every step monotone
+    # inference (eval mode): after the n_steps trained steps, up to extra_steps more steps that
+    # reuse the last step's parameters (weight-tied), each dataset stopping once its QP
+    # objective has fallen by at most extra_tol (relative) per step on average over the last
+    # ZeroShotBalancer.STOP_WINDOW steps; the exact line search keeps every step monotone.
+    # Training runs tied steps only when asked (cina.train: optim.train_extra_steps)
     extra_steps: int = 100
     extra_tol: float = 3e-4
     chunk_size: int = 1024  # rows per chunk of the O(N)-memory logsumexps
@@ -129,7 +130,8 @@ class KernelOps:
             self.n = n
             if path == "dense":
                 # the scores are the only N x N buffer; everything below is in place in it:
-                # E_ij = exp(s_ij - max_j s_ij) over the real columns, h_i = rowmax * sum_j E_ij
+                # E_ij = exp(s_ij - max_j s_ij) over the real columns, and
+                # log h_i = max_j s_ij + log sum_j E_ij
                 S = qs @ qs.transpose(1, 2)  # (B, N, N)
                 if not bool(mask.all()):
                     S.masked_fill_(~mask[:, None, :], -math.inf)  # padded units in no sum
@@ -272,7 +274,8 @@ class ZeroShotBalancer(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def choose_path(self, N: int, path: str = "auto", B: int = 1, itemsize: int = 4) -> str:
-        """"dense" or "sdpa" for a batch of B datasets padded to N units (see the config)."""
+        """The kernel path ("dense" or "sdpa") for B datasets padded to N units of itemsize
+        bytes: dense while the (B, N, N) buffer fits ``config.dense_max_bytes``."""
         if path == "auto":
             return "dense" if B * N * N * itemsize <= self.config.dense_max_bytes else "sdpa"
         return path

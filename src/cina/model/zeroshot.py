@@ -121,6 +121,7 @@ class KernelOps:
         self.path = path
         self.chunk = int(chunk_size)
         self.mask = mask
+        self._density: tuple[torch.Tensor, torch.Tensor] | None = None  # see arm_density
         with torch.no_grad():
             qs = z / torch.sqrt(bandwidth)[:, None, None]  # (B, N, D)
             qs = qs * mask[..., None]
@@ -178,7 +179,7 @@ class KernelOps:
     def arm_density(self, t: torch.Tensor, mk: torch.Tensor) -> torch.Tensor:
         """(K 1_T, K 1_C) (B, N, 2) for treatment t, cached: the same kernel serves several
         lam (the estimator's balance guard) without recomputing it."""
-        cached = getattr(self, "_density", None)
+        cached = self._density
         if cached is not None and cached[0].shape == t.shape and torch.equal(cached[0], t):
             return cached[1]
         with torch.no_grad():
@@ -197,7 +198,7 @@ class KernelOps:
             else:  # blocks of rows: a block stays in cache for every value column (a single
                 # (m, N) x (N, N) product streams the matrix from memory once per value column
                 # once it outgrows the cache: ~25% faster at N = 10,000)
-                out = torch.zeros(Vt.shape[0], Vt.shape[1], N, dtype=V.dtype)
+                out = torch.zeros(Vt.shape[0], Vt.shape[1], N, dtype=V.dtype, device=V.device)
                 for a in range(0, N, self.MATVEC_ROWS):
                     out.baddbmm_(Vt[..., a:a + self.MATVEC_ROWS], self._M[:, a:a + self.MATVEC_ROWS])
             return out.transpose(1, 2) * self._out_scale[..., None]

@@ -36,6 +36,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
         pretrain(_config(), out_dir=out)
+        # both ranks reach the teardown together: gloo aborts a process ("terminate called
+        # without an active exception") whose peer tore its connections down first
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

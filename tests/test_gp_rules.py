@@ -148,3 +148,42 @@ def test_median_bandwidth_matches_pairwise_definition():
     Z = np.zeros((10, 2))
     Z[0] = 1.0
     assert median_bandwidth(Z) == pytest.approx(np.mean([2.0] * 9 + [0.0] * 36) / 2)
+
+
+def test_loo_residuals_equal_the_full_fit_residuals():
+    # the residual-only path skips the predictions that no residual needs
+    from cina.balancing.outcome import gp_loo_residuals
+
+    Z, t, y = _data(7, 400)
+    bw = median_bandwidth(Z)
+    for max_units in (1000, 60):  # every unit in the basis; a subsampled basis
+        full = gp_outcome_fit(Z, t, y, bandwidth=bw, ridge=0.05, max_units=max_units)[2]
+        only = gp_loo_residuals(Z, t, y, bandwidth=bw, ridge=0.05, max_units=max_units)
+        np.testing.assert_allclose(only, full, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bandwidth", [None, 0.05, 1e-4])
+def test_one_pass_kernel_matches_the_log_space_definition(bandwidth):
+    # attention_kernel builds k with one exp pass; at a tiny bandwidth (1e-4) its column
+    # factor overflows and the log-space form is used instead: both match the definition
+    from scipy.special import logsumexp
+
+    from cina.balancing.kernel import attention_log_kernel
+
+    rng = np.random.default_rng(8)
+    Z = rng.normal(size=(120, 4))
+    bw = median_bandwidth(Z) if bandwidth is None else bandwidth
+    log_k = attention_log_kernel(Z, bw)
+    log_k -= logsumexp(np.diag(log_k)) - np.log(len(Z))
+    K = attention_kernel(Z, bw)
+    assert np.all(np.isfinite(K))
+    np.testing.assert_allclose(K, np.exp(log_k), rtol=1e-12, atol=1e-14 * np.abs(K).max())
+    assert np.mean(np.diag(K)) == pytest.approx(1.0, rel=1e-10)
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 6, 101, 1000])
+def test_in_place_median_is_numpys_median(m):
+    from cina.balancing.kernel import _median_in_place
+
+    x = np.random.default_rng(m).normal(size=m)
+    assert _median_in_place(x.copy()) == np.median(x)

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ._threads import blas_threads_for
 from ._validation import ValidatedData
 from .balancing import resolve_bandwidth, solve_balancing_weights, standardize
 from .balancing.kernel import attention_kernel
@@ -140,8 +141,9 @@ class CInA(EffectEstimator):
         if self.method == "zero-shot":
             return K(lam_rel, extra_steps=self.max_iter, extra_tol=self.tol)
         if self.method == "exact":
-            sol = solve_balancing_weights(K, t, lam_rel, balance=self.balance,
-                                          estimand=self.estimand, penalty=self.penalty)
+            with blas_threads_for(len(t)):
+                sol = solve_balancing_weights(K, t, lam_rel, balance=self.balance,
+                                              estimand=self.estimand, penalty=self.penalty)
             return sol.alpha, {"objective": sol.objective, "mmd2": sol.mmd2,
                                "kkt_residual": sol.kkt_residual}
         from .fit import fit_balancing_attention

@@ -20,6 +20,7 @@ import functools
 import numpy as np
 from scipy.special import logsumexp
 
+from .._threads import single_threaded_blas
 from ..errors import CInAValidationError
 
 __all__ = [
@@ -56,15 +57,29 @@ def median_bandwidth(Z: np.ndarray, *, max_units: int = 1000, seed: int = 0) -> 
     if Z.shape[0] < 2:
         return 0.5
     sq = np.einsum("ij,ij->i", Z, Z)
-    d2 = Z @ Z.T
+    with single_threaded_blas():  # <= 1,000 units: threads cost more than they give
+        d2 = Z @ Z.T
     d2 *= -2.0
     d2 += sq[:, None]
     d2 += sq[None, :]
-    pair = np.maximum(d2[_upper_triangle(Z.shape[0])], 0.0)
-    med = float(np.median(pair))
+    pair = d2[_upper_triangle(Z.shape[0])]  # a new array: partitioned in place below
+    del d2
+    np.maximum(pair, 0.0, out=pair)
+    med = _median_in_place(pair)
     if med <= 0:
         med = float(pair.mean()) if pair.mean() > 0 else 1.0
     return med / 2.0
+
+
+def _median_in_place(x: np.ndarray) -> float:
+    """np.median(x) (the same number), reordering x instead of partitioning a copy: one
+    selection, plus a minimum over the upper half for an even count."""
+    m = x.size
+    k = (m - 1) // 2
+    x.partition(k)
+    if m % 2:
+        return float(x[k])
+    return float((x[k] + x[k + 1:].min()) / 2.0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -126,8 +141,46 @@ def attention_kernel(Z: np.ndarray, bandwidth: float, *, normalize: bool = True)
     O(1/N^2), and the balancing weights depend only on K / lam with lam = lam_rel * mean k_ii,
     so the normalised kernel with lam = lam_rel gives the same weights at a sane scale.
     """
-    K = attention_log_kernel(Z, bandwidth)
+    Z = np.asarray(Z, dtype=float)
+    S = Z @ Z.T
+    S /= bandwidth
     if normalize:
-        K -= logsumexp(np.diag(K)) - np.log(K.shape[0])
-    np.exp(K, out=K)
-    return K  # symmetric up to rounding (~1e-16 relative), which the solvers tolerate
+        K = normalised_kernel_in_place(S)[0]
+        if K is not None:
+            return K
+        S = Z @ Z.T  # the one-pass form would overflow: the log-space form below
+        S /= bandwidth
+    log_h = _row_logsumexp(S)
+    S -= log_h[:, None]
+    S -= log_h[None, :]
+    if normalize:
+        S -= logsumexp(np.diag(S)) - np.log(S.shape[0])
+    np.exp(S, out=S)
+    return S  # symmetric up to rounding (~1e-16 relative), which the solvers tolerate
+
+
+def normalised_kernel_in_place(S: np.ndarray
+                               ) -> tuple[np.ndarray | None, np.ndarray, float]:
+    """The kernel k_ij = exp(s_ij - log h_i - log h_j - c) of symmetric scores S (n, n),
+    c the log mean of its diagonal before normalisation, built in S's memory with one exp
+    pass; returns (K, log h, c).
+
+    Why one pass: with E_ij = exp(s_ij - max_j s_ij) (which the row normalisers need anyway),
+    k_ij = (E_ij / sum_j E_ij) exp(-log h_j - c): two scalings instead of a second exp of the
+    n x n matrix. K is None when exp(-log h_j - c) overflows (extreme scores, e.g. a tiny
+    bandwidth); S is then overwritten and the caller uses the log-space form.
+    """
+    diag = np.diag(S).copy()
+    rowmax = S.max(axis=1)
+    S -= rowmax[:, None]
+    np.exp(S, out=S)
+    rowsum = S.sum(axis=1)
+    log_h = rowmax + np.log(rowsum)
+    c = float(logsumexp(diag - 2.0 * log_h) - np.log(S.shape[0]))
+    with np.errstate(over="ignore"):
+        col = np.exp(-log_h - c)
+    if not np.all(np.isfinite(col)):
+        return None, log_h, c
+    S *= (1.0 / rowsum)[:, None]
+    S *= col[None, :]
+    return S, log_h, c

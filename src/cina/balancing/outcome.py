@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import _row_logsumexp
+from .._threads import single_threaded_blas
+from .kernel import _row_logsumexp, normalised_kernel_in_place
 
 __all__ = ["gp_outcome_fit", "gp_outcome_predictions", "gp_loo_residuals"]
 
@@ -36,13 +37,13 @@ class _BasisKernel:
         self.Zb = Zb
         self.bandwidth = bandwidth
         s_bb = (Zb @ Zb.T) / bandwidth
-        self.log_h = _row_logsumexp(s_bb)
-        diag = np.diag(s_bb) - 2 * self.log_h
-        self.c = np.log(np.mean(np.exp(diag - diag.max()))) + diag.max()
-        s_bb -= self.log_h[:, None]
-        s_bb -= self.log_h[None, :] + self.c
-        np.exp(s_bb, out=s_bb)
-        self.K = 0.5 * (s_bb + s_bb.T)  # exactly symmetric for the Cholesky factorisation
+        K, self.log_h, self.c = normalised_kernel_in_place(s_bb)
+        if K is None:  # extreme scores: the log-space form
+            s_bb = (Zb @ Zb.T) / bandwidth
+            s_bb -= self.log_h[:, None]
+            s_bb -= self.log_h[None, :] + self.c
+            K = np.exp(s_bb, out=s_bb)
+        self.K = 0.5 * (K + K.T)  # exactly symmetric for the Cholesky factorisation
 
     def cross(self, Zq: np.ndarray) -> np.ndarray:
         s_qb = (Zq @ self.Zb.T) / self.bandwidth
@@ -63,35 +64,53 @@ def gp_outcome_fit(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: fl
     hat matrix is H = K A^{-1} = I - ridge A^{-1}, so the fit's residuals are ridge c and its
     leverages 1 - ridge [A^{-1}]_ii.
     """
-    from scipy.linalg import cho_factor, cho_solve, lapack
+    return _per_arm_kernel_ridge(Z, t, y, bandwidth, ridge, max_units, seed, predict=True)
+
+
+def _per_arm_kernel_ridge(Z, t, y, bandwidth: float, ridge: float, max_units: int, seed: int,
+                          *, predict: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`gp_outcome_fit`; without ``predict`` only the residuals are filled in (the
+    predictions are computed only where a residual needs them: arm units outside the basis).
+
+    [A^{-1}]_ii is the squared norm of column i of L^{-1} (A = L L'): one triangular inverse
+    (dtrtri) instead of the full inverse (dpotri = dtrtri + dlauum).
+    """
+    from scipy.linalg import lapack
 
     rng = np.random.default_rng(seed)
-    preds = [np.empty(len(Z)), np.empty(len(Z))]
+    preds = [np.full(len(Z), np.nan), np.full(len(Z), np.nan)]
     resid = np.empty(len(y))
     for arm in (0, 1):
         idx = np.flatnonzero(t == arm)
         basis = np.sort(rng.choice(idx, max_units, replace=False)) if len(idx) > max_units \
             else idx
-        kern = _BasisKernel(Z[basis], bandwidth)
-        yb = y[basis]
-        mean = yb.mean()
-        A = kern.K + ridge * np.eye(len(basis))
-        factor = cho_factor(A, lower=True)
-        coef = cho_solve(factor, yb - mean)  # A^{-1} (y - mean)
-        inv, info = lapack.dpotri(factor[0], lower=1)  # A^{-1} (lower triangle) from the factor
-        if info != 0:  # pragma: no cover - A is positive definite (ridge > 0)
-            raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
+        with single_threaded_blas():  # <= max_units units: threads cost more than they give
+            kern = _BasisKernel(Z[basis], bandwidth)
+            yb = y[basis]
+            mean = yb.mean()
+            A = kern.K  # not needed afterwards: the ridge goes onto its diagonal in place
+            A[np.diag_indices_from(A)] += ridge
+            L, info = lapack.dpotrf(A, lower=1, clean=1, overwrite_a=1)
+            if info != 0:  # pragma: no cover - A is positive definite (ridge > 0)
+                raise np.linalg.LinAlgError(f"dpotrf failed (info={info})")
+            coef, info = lapack.dpotrs(L, yb - mean, lower=1)  # A^{-1} (y - mean)
+            if info != 0:  # pragma: no cover - LAPACK argument errors only
+                raise np.linalg.LinAlgError(f"dpotrs failed (info={info})")
+            L_inv, info = lapack.dtrtri(L, lower=1, overwrite_c=1)  # upper triangle stays 0
+            if info != 0:  # pragma: no cover - L has a positive diagonal
+                raise np.linalg.LinAlgError(f"dtrtri failed (info={info})")
+            inv_diag = np.einsum("ij,ij->j", L_inv, L_inv)  # [A^{-1}]_ii
         fit_resid = ridge * coef  # y - fitted on the basis units
         preds[arm][basis] = yb - fit_resid
-        others = np.setdiff1d(np.arange(len(Z)), basis)
+        rest = np.setdiff1d(idx, basis)
+        others = np.setdiff1d(np.arange(len(Z)), basis) if predict else rest
         for start in range(0, len(others), 4096):
             rows = others[start:start + 4096]
             preds[arm][rows] = mean + kern.cross(Z[rows]) @ coef
-        h_diag = 1.0 - ridge * np.diag(inv)
+        h_diag = 1.0 - ridge * inv_diag
         # the arm mean is estimated too: add its leverage 1 / n_b
         h_diag = np.minimum(h_diag + 1.0 / len(basis), 0.99)
         resid[basis] = fit_resid / (1.0 - h_diag)
-        rest = np.setdiff1d(idx, basis)
         resid[rest] = y[rest] - preds[arm][rest]
     return preds[0], preds[1], resid
 
@@ -108,5 +127,4 @@ def gp_outcome_predictions(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandw
 def gp_loo_residuals(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
                      ridge: float, max_units: int = 1000, seed: int = 0) -> np.ndarray:
     """Out-of-sample residuals of the per-arm kernel ridge fit (see :func:`gp_outcome_fit`)."""
-    return gp_outcome_fit(Z, t, y, bandwidth=bandwidth, ridge=ridge, max_units=max_units,
-                          seed=seed)[2]
+    return _per_arm_kernel_ridge(Z, t, y, bandwidth, ridge, max_units, seed, predict=False)[2]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._threads import single_threaded_blas
 from .kernel import attention_kernel
 
 __all__ = ["select_lam_rel", "LAM_MIN", "LAM_MAX", "LAM_DEFAULT"]
@@ -115,12 +116,13 @@ def select_lam_rel(Z: np.ndarray, t: np.ndarray, y: np.ndarray | None, *, bandwi
         return LAM_DEFAULT, {"lam_rule": "default (no outcome)"}
     t = np.asarray(t)
     rows = _stratified_subsample(t, max_units, seed)
-    K = attention_kernel(Z[rows], bandwidth)
     ys = np.asarray(y, dtype=float)[rows]
     scale = ys.std()
     if not np.isfinite(scale) or scale == 0:
         return LAM_DEFAULT, {"lam_rule": "default (constant outcome)"}
-    r, _, _ = gp_noise_ratio(K, t[rows], ys / scale)
+    with single_threaded_blas():  # <= 1,000 units: threads cost more than they give
+        K = attention_kernel(Z[rows], bandwidth)
+        r, _, _ = gp_noise_ratio(K, t[rows], ys / scale)
     lam_rel = float(np.clip(r, LAM_MIN, LAM_MAX))
     return lam_rel, {"lam_rule": "gp-marginal-likelihood", "gp_noise_ratio": r,
                      "lam_units": int(len(rows))}

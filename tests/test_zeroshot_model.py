@@ -217,6 +217,40 @@ def test_prepared_balancing_serves_several_lams_like_the_function():
     assert info0["refinement_steps"] == 10
 
 
+def test_progress_callbacks_count_chunks_and_steps():
+    rng = np.random.default_rng(16)
+    m = _small_model(9, extra_steps=20, chunk_size=32)
+    z, t, mask, bw = _batch([_dataset(rng, 100, 3)])
+    chunks = []
+    ops = m.kernel_ops(z, mask, bw, path="sdpa", progress=lambda: chunks.append(1))
+    assert len(chunks) == m.kernel_ops_progress_chunks(100, "sdpa") == 2 * 4
+    assert m.kernel_ops_progress_chunks(100, "dense") == 0
+    seen = []
+    out = m(z, t, mask, bw, torch.tensor([0.1]).double(), torch.tensor([0]), ops=ops,
+            on_step=seen.append)
+    assert seen == list(range(1, len(seen) + 1)) and len(seen) >= 3
+    assert len(seen) == int(out["steps"][0])  # one dataset: every step run is reported
+    plain = m(z, t, mask, bw, torch.tensor([0.1]).double(), torch.tensor([0]), ops=ops)
+    torch.testing.assert_close(plain["alpha"], out["alpha"], rtol=0, atol=0)
+
+
+def test_zero_shot_progress_bars_only_when_asked(capsys):
+    from cina.zeroshot import ZeroShotBalancing
+
+    rng = np.random.default_rng(17)
+    Z, t, _ = _dataset(rng, 200, 3)
+    ZeroShotBalancing(Z, t, progress=False)(0.1)
+    assert "zero-shot" not in capsys.readouterr().err
+    zb = ZeroShotBalancing(Z, t, progress=True)
+    assert zb.progress and zb.path == "dense"  # small N: no kernel chunks to count
+    _, info = zb(0.1)
+    err = capsys.readouterr().err
+    assert "zero-shot refinement" in err and f"{info['refinement_steps']}/" in err
+    # not a terminal (pytest captures stderr): no bar by default
+    ZeroShotBalancing(Z, t)(0.1)
+    assert "zero-shot" not in capsys.readouterr().err
+
+
 def test_weights_nonnegative_and_normalised_per_arm():
     rng = np.random.default_rng(5)
     data = [_dataset(rng, 50, 3), _dataset(rng, 35, 1)]

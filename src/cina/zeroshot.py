@@ -21,6 +21,8 @@ Out-of-range behaviour (never a silent garbage estimate):
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 import warnings
 
@@ -52,16 +54,36 @@ def overlap_fractions(arm_density: np.ndarray, t: np.ndarray) -> tuple[float, fl
     return float(lonely[t == 1].mean()) if n1 else 0.0, float(lonely[t == 0].mean()) if n0 else 0.0
 
 
+@contextlib.contextmanager
+def _bar(show: bool, total: int, desc: str, unit: str):
+    """A tqdm bar on stderr when ``show`` and there is work to count, else None."""
+    if not show or total <= 0:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+               leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
 class ZeroShotBalancing:
     """The pretrained model prepared for one dataset: validated inputs, range checks and the
     kernel, built once; calling it with a lam_rel runs the refinement and returns the weights.
 
     The estimator's balance guard calls it for a decreasing sequence of lam_rel, so the kernel
     (the O(N^2 d) part at large N) and the arm densities are computed only once.
+
+    ``progress``: tqdm bars on stderr for the kernel build and the refinement steps; None shows
+    them on a terminal for the O(N)-memory path (N above ~11,500 units, where a fit takes
+    minutes), True/False forces them on/off.
     """
 
     def __init__(self, Z: np.ndarray, t: np.ndarray, *, estimand: str = "ate",
-                 balance: str = "target", bandwidth=None):
+                 balance: str = "target", bandwidth=None, progress: bool | None = None):
         import torch
 
         from .balancing.kernel import resolve_bandwidth
@@ -118,13 +140,19 @@ class ZeroShotBalancing:
                           "very few units", OutOfRangeWarning, stacklevel=4)
         self.bandwidth = float(resolve_bandwidth(Z, bandwidth))
         self.path = self.model.choose_path(n)
-        with torch.inference_mode():
+        # progress bars where a fit takes long: the O(N)-memory path (seconds per step at
+        # N ~ 50,000), on a terminal only unless asked for
+        self.progress = (self.path == "sdpa" and sys.stderr.isatty()) if progress is None \
+            else bool(progress)
+        n_chunks = self.model.kernel_ops_progress_chunks(n, self.path)
+        with _bar(self.progress, n_chunks, "zero-shot kernel", "chunk") as bar, \
+                torch.inference_mode():
             self._z = torch.as_tensor(Z, dtype=torch.float32)[None]
             self._t = torch.as_tensor(t, dtype=torch.float32)[None]
             self._mask = torch.ones(1, n, dtype=torch.bool)
             self._ops = self.model.kernel_ops(
                 self._z, self._mask, torch.tensor([self.bandwidth], dtype=torch.float32),
-                self.path)
+                self.path, progress=None if bar is None else (lambda: bar.update(1)))
             density = self._ops.arm_density(self._t, self._mask.float())[0].double().numpy()
         self.no_counterpart = overlap_fractions(density, t)
         lonely_t, lonely_c = self.no_counterpart
@@ -154,14 +182,20 @@ class ZeroShotBalancing:
             warnings.warn(f"zero-shot: lam_rel = {lam_rel:g} is outside the pretraining range "
                           f"[{lam_lo:g}, {lam_hi:g}]; the model uses {lam_used:g}. For another "
                           "lam_rel use CInA(method='exact')", OutOfRangeWarning, stacklevel=3)
-        with torch.inference_mode():
+        max_steps = cfg.n_steps + (cfg.extra_steps if extra_steps is None else int(extra_steps))
+        with _bar(self.progress, max_steps, "zero-shot refinement", "step") as bar, \
+                torch.inference_mode():
             out = self.model(self._z, self._t, self._mask,
                              torch.tensor([self.bandwidth], dtype=torch.float32),
                              torch.tensor([lam_used], dtype=torch.float32),
                              torch.tensor([self.problem]), ops=self._ops,
-                             extra_steps=extra_steps, extra_tol=extra_tol)
+                             extra_steps=extra_steps, extra_tol=extra_tol,
+                             on_step=None if bar is None else (lambda k: bar.update(1)))
             alpha = out["alpha"][0].double().numpy()
             steps = int(out["steps"][0])
+            if bar is not None:  # the stopping rule ended it early: show the steps run
+                bar.total = bar.n
+                bar.refresh()
         seconds_model = time.perf_counter() - t0
         t, n = self.t, len(self.t)
         if not np.all(np.isfinite(alpha)):  # never a silent garbage estimate
@@ -215,7 +249,7 @@ def zero_shot_weights(Z: np.ndarray, t: np.ndarray, y: np.ndarray | None = None,
     building the kernel and in the model's refinement, kernel path, shares of units without
     counterpart). ``lam_rel`` None: the GP rule of :func:`cina.balancing.tuning.select_lam_rel`
     (needs ``y``). ``extra_steps``/``extra_tol``: the weight-tied refinement steps after the
-    trained ones (default: the model config's, 60 and 1e-3; 0 gives the trained steps alone).
+    trained ones (default: the model config's, 100 and 3e-4; 0 gives the trained steps alone).
     """
     from .balancing.tuning import select_lam_rel
 

@@ -45,6 +45,7 @@ The network accepts any number of covariates because covariates only enter throu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -115,11 +116,13 @@ class KernelOps:
     MATVEC_BLOCKED_FROM = 3000  # below, one product is faster (measured at N = 1,000-4,000)
 
     def __init__(self, z: torch.Tensor, mask: torch.Tensor, bandwidth: torch.Tensor,
-                 path: str = "dense", chunk_size: int = 1024):
+                 path: str = "dense", chunk_size: int = 1024,
+                 progress: Callable[[], None] | None = None):
         if path not in ("dense", "sdpa"):
             raise ValueError(f"path must be 'dense' or 'sdpa'; received {path!r}")
         self.path = path
         self.chunk = int(chunk_size)
+        self._progress = progress  # called once per row chunk of the "sdpa" path's passes
         self.mask = mask
         self._density: tuple[torch.Tensor, torch.Tensor] | None = None  # see arm_density
         with torch.no_grad():
@@ -172,9 +175,17 @@ class KernelOps:
     def _chunked_lse(self, scores, N: int, colbias: torch.Tensor) -> torch.Tensor:
         """logsumexp_j (scores_ij + colbias_j) for rows in chunks (O(N * chunk) temporaries);
         ``scores(a, b)`` gives rows a:b of the scores, (B, b - a, N)."""
-        out = [torch.logsumexp(scores(a, a + self.chunk) + colbias[:, None, :], dim=-1)
-               for a in range(0, N, self.chunk)]
+        out = []
+        for a in range(0, N, self.chunk):
+            out.append(torch.logsumexp(scores(a, a + self.chunk) + colbias[:, None, :], dim=-1))
+            if self._progress is not None:
+                self._progress()
         return torch.cat(out, 1)
+
+    @staticmethod
+    def n_progress_chunks(N: int, path: str, chunk_size: int) -> int:
+        """How many times ``progress`` is called while building the kernel of N units."""
+        return 2 * math.ceil(N / chunk_size) if path == "sdpa" else 0
 
     def arm_density(self, t: torch.Tensor, mk: torch.Tensor) -> torch.Tensor:
         """(K 1_T, K 1_C) (B, N, 2) for treatment t, cached: the same kernel serves several
@@ -358,19 +369,26 @@ class ZeroShotBalancer(nn.Module):
         x = torch.stack(feats, -1)
         return torch.nan_to_num(x.clamp(-30.0, 30.0)) * mk[..., None], KA
 
+    def kernel_ops_progress_chunks(self, N: int, path: str) -> int:
+        """How many times :meth:`kernel_ops`'s ``progress`` is called for one dataset of N."""
+        return KernelOps.n_progress_chunks(N, path, self.config.chunk_size)
+
     def kernel_ops(self, z: torch.Tensor, mask: torch.Tensor, bandwidth: torch.Tensor,
-                   path: str = "auto") -> KernelOps:
-        """The fixed kernel of a padded batch (no parameters; reusable across lam and calls)."""
+                   path: str = "auto", progress: Callable[[], None] | None = None) -> KernelOps:
+        """The fixed kernel of a padded batch (no parameters; reusable across lam and calls).
+        ``progress``: called once per row chunk on the O(N)-memory path (see KernelOps)."""
         B, N, _ = z.shape
         return KernelOps(z, mask, bandwidth.to(z.dtype),
-                         self.choose_path(N, path, B, z.element_size()), self.config.chunk_size)
+                         self.choose_path(N, path, B, z.element_size()), self.config.chunk_size,
+                         progress)
 
     # ------------------------------------------------------------------------------------------
     def forward(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
                 bandwidth: torch.Tensor, lam: torch.Tensor, problem: torch.Tensor,
                 path: str = "auto", return_trace: bool = False,
                 extra_steps: int | None = None, extra_tol: float | None = None,
-                ops: KernelOps | None = None) -> dict:
+                ops: KernelOps | None = None,
+                on_step: Callable[[int], None] | None = None) -> dict:
         """z (B, N, D), t (B, N) in {0,1}, mask (B, N) bool, bandwidth (B,), lam (B,) = lam_rel,
         problem (B,) long in {0,1,2}. Returns dict(alpha (B, N), arm_density (B, N, 2) = (K 1_T,
         K 1_C), objective (B,) at alpha, steps (B,) (refinement steps run per dataset), and with
@@ -379,7 +397,8 @@ class ZeroShotBalancer(nn.Module):
         ``extra_steps`` / ``extra_tol`` (default: the config's) run weight-tied steps after the
         trained ones (see :class:`ZeroShotConfig`); in training mode there are none unless
         ``extra_steps`` is given, and then exactly that many (no stopping rule). ``ops``: the
-        kernel of (z, mask, bandwidth) from :meth:`kernel_ops`, to reuse it across calls."""
+        kernel of (z, mask, bandwidth) from :meth:`kernel_ops`, to reuse it across calls.
+        ``on_step(k)``: called after the k-th refinement step (for a progress display)."""
         t = t.to(z.dtype) * mask
         if ops is None:
             ops = self.kernel_ops(z, mask, bandwidth, path)
@@ -446,6 +465,8 @@ class ZeroShotBalancer(nn.Module):
                 prev = cand_logits - logits
                 alpha, logits, KR = cand, cand_logits, KR_c
                 g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
+                if on_step is not None:
+                    on_step(s + 1)
                 continue
             # exact line search on alpha + gamma (cand - alpha), gamma in [0, 1]: the residuals
             # are affine in alpha, so K r along the line interpolates and costs no extra mat-vec
@@ -462,6 +483,8 @@ class ZeroShotBalancer(nn.Module):
             new_logits = torch.where(fixed, 0.0, new_logits)
             prev, logits = new_logits - logits, new_logits  # last move: a learned momentum
             g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
+            if on_step is not None:
+                on_step(s + 1)
         out = {"alpha": alpha, "arm_density": arm_density, "objective": obj, "steps": steps_run}
         if return_trace:
             trace.append(obj)

@@ -470,8 +470,26 @@ def run(args) -> None:
               json.dumps(md.get("metrics", {}), indent=1), "```", "",
               f"Benchmark wall time: {time.perf_counter() - t_start:.0f} s."]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    reading = _hand_written_reading()
+    if reading:  # keep it (placed before the first table), to be checked against the new tables
+        first = text.index("\n## ") + 1
+        text = text[:first] + reading + text[first:]
+    RESULTS.write_text(text)
     print(f"wrote {RESULTS}")
+
+
+def _hand_written_reading() -> str:
+    """The "## Reading" section of the current results file (written by hand after a run, it
+    is carried over by a rerun, which would otherwise drop it), or ""."""
+    if not RESULTS.exists():
+        return ""
+    old = RESULTS.read_text()
+    start = old.find("## Reading")
+    if start < 0:
+        return ""
+    end = old.find("\n## ", start + 1)
+    return old[start:] if end < 0 else old[start:end + 1]
 
 
 def main(argv=None) -> None:

@@ -6,7 +6,9 @@ more time synchronising threads than computing: on a 2-vCPU machine a whole zero
 N = 1,000 took 0.20 s with OpenBLAS's default 2 threads and 0.08 s with 1
 (benchmarks/results/zeroshot.md). :func:`single_threaded_blas` limits BLAS to one thread for
 such a block and restores the caller's setting afterwards; without ``threadpoolctl`` (a
-dependency of scikit-learn, so normally present) it does nothing.
+dependency of scikit-learn, so normally present) it does nothing. The limit is process-wide (as
+with ``threadpoolctl.threadpool_limits``): fits run concurrently from several Python threads
+can interleave the limit and its restoration.
 """
 
 from __future__ import annotations

@@ -124,6 +124,13 @@ def test_data_driven_lam_is_recorded():
     est = cina.CInA().fit(X, t, y)
     info = est.result_.info
     assert info["lam_rule"] and 0.01 <= info["lam_rel"] <= 3 and info["bandwidth"] > 0
+    # where the time went: every stage timed, together within the whole fit's time
+    stages = info["seconds_by_stage"]
+    assert set(stages) == {"bandwidth", "lam_rule", "weights", "standard_error"}
+    assert all(v >= 0 for v in stages.values())
+    assert sum(stages.values()) <= est.result_.seconds
+    aug = cina.CInA(augment="kernel").fit(X, t, y).result_.info["seconds_by_stage"]
+    assert set(aug) == {"bandwidth", "lam_rule", "weights", "outcome_model"}
 
 
 def test_dense_methods_refuse_huge_inputs(monkeypatch):

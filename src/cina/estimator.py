@@ -7,6 +7,8 @@ weights (exact QP | Algorithm 1 | zero-shot model) -> tau_hat = sum alpha w y ->
 
 from __future__ import annotations
 
+import contextlib
+import time
 import warnings
 
 import numpy as np
@@ -40,6 +42,21 @@ SMD_GUARD = 0.1  # the customary threshold of good balance
 
 def _max_smd(X: np.ndarray, t: np.ndarray, alpha: np.ndarray, estimand: str) -> float:
     return float(balance_table(X, t, alpha, estimand=estimand)["smd_after"].max())
+
+
+class _StageClock:
+    """Wall time of the fit's stages (``info["seconds_by_stage"]``): where the time goes."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 class CInA(EffectEstimator):
@@ -187,54 +204,60 @@ class CInA(EffectEstimator):
             raise CInAValidationError(
                 f"method={self.method!r} builds N x N matrices and is limited to {limit:,} units; "
                 f"received {data.n:,}. Use method='zero-shot' (O(N) memory) or subsample")
-        Z, _, _ = standardize(data.X)
-        bw = resolve_bandwidth(Z, self.bandwidth)
+        clock = _StageClock()
+        with clock("bandwidth"):
+            Z, _, _ = standardize(data.X)
+            bw = resolve_bandwidth(Z, self.bandwidth)
         # the GP noise-to-signal ratio: the data-driven lam, and the ridge of the residual model
         # behind the standard error (computed on <= 1,000 units, whatever N)
-        gp_lam, lam_info = select_lam_rel(Z, data.t, data.y, bandwidth=bw,
-                                          balance=self.balance, estimand=self.estimand,
-                                          seed=self.random_state)
+        with clock("lam_rule"):
+            gp_lam, lam_info = select_lam_rel(Z, data.t, data.y, bandwidth=bw,
+                                              balance=self.balance, estimand=self.estimand,
+                                              seed=self.random_state)
         lam_rel = gp_lam if self.lam_rel is None else float(self.lam_rel)
         info: dict = {"bandwidth": bw,
                       **(lam_info if self.lam_rel is None else {"lam_rule": "given"})}
-        if self.method == "exact":
-            K = attention_kernel(Z, bw)
-        elif self.method == "zero-shot":  # the model with this dataset's kernel, built once
-            from .zeroshot import ZeroShotBalancing
+        with clock("weights"):  # kernel and weights, balance guard included
+            if self.method == "exact":
+                K = attention_kernel(Z, bw)
+            elif self.method == "zero-shot":  # the model with this dataset's kernel, built once
+                from .zeroshot import ZeroShotBalancing
 
-            K = ZeroShotBalancing(Z, data.t, estimand=self.estimand, balance=self.balance,
-                                  bandwidth=bw)
-        else:
-            K = None
-        alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
-        if self.lam_rel is None:
-            # balance guard of the lam rule (docs/method_notes.md, section 2): the GP ratio
-            # absorbs outcome-model misfit as noise; where its lam leaves a covariate visibly
-            # imbalanced (|SMD| > 0.1), lam is divided by 3 until balance is reached or LAM_MIN
-            steps = 0
-            while lam_rel > LAM_MIN and _max_smd(data.X, data.t, alpha, self.estimand) > \
-                    SMD_GUARD:
-                lam_rel = max(lam_rel / 3.0, LAM_MIN)
-                with warnings.catch_warnings():  # the first call already warned about the input
-                    warnings.simplefilter("ignore", CInAWarning)
-                    alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
-                steps += 1
-            info["lam_guard_steps"] = steps
+                K = ZeroShotBalancing(Z, data.t, estimand=self.estimand, balance=self.balance,
+                                      bandwidth=bw)
+            else:
+                K = None
+            alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
+            if self.lam_rel is None:
+                # balance guard of the lam rule (docs/method_notes.md, section 2): the GP ratio
+                # absorbs outcome-model misfit as noise; where its lam leaves a covariate visibly
+                # imbalanced (|SMD| > 0.1), lam is divided by 3 until balance is reached or LAM_MIN
+                steps = 0
+                while lam_rel > LAM_MIN and _max_smd(data.X, data.t, alpha, self.estimand) > \
+                        SMD_GUARD:
+                    lam_rel = max(lam_rel / 3.0, LAM_MIN)
+                    with warnings.catch_warnings():  # the first call already warned about the input
+                        warnings.simplefilter("ignore", CInAWarning)
+                        alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
+                    steps += 1
+                info["lam_guard_steps"] = steps
         del K
         info["lam_rel"] = lam_rel
         info.update(weight_info)
-        w = 2.0 * data.t - 1.0
-        if self.augment is None:
-            estimate = float(np.sum(alpha * w * data.y))
-            if self.variance == "kernel":
-                resid = gp_loo_residuals(Z, data.t, data.y, bandwidth=bw, ridge=gp_lam,
-                                         seed=self.random_state)
-                se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
+        with clock("standard_error" if self.augment is None else "outcome_model"):
+            w = 2.0 * data.t - 1.0
+            if self.augment is None:
+                estimate = float(np.sum(alpha * w * data.y))
+                if self.variance == "kernel":
+                    resid = gp_loo_residuals(Z, data.t, data.y, bandwidth=bw, ridge=gp_lam,
+                                             seed=self.random_state)
+                    se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
+                else:
+                    se = weighting_se(Z, data.t, data.y, alpha, self.n_neighbors_se)
             else:
-                se = weighting_se(Z, data.t, data.y, alpha, self.n_neighbors_se)
-        else:
-            estimate, se, aug_info = self._augmented(data, Z, bw, gp_lam, alpha)
-            info.update(aug_info)
+                estimate, se, aug_info = self._augmented(data, Z, bw, gp_lam, alpha)
+                info.update(aug_info)
+        info["seconds_by_stage"] = clock.seconds
         return EffectResult(estimate=estimate, se=se, estimand=self.estimand,
                             method=self.method, n=data.n, n_treated=data.n_treated,
                             n_control=data.n_control, seconds=0.0, weights=alpha, t=data.t,

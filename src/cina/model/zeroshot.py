@@ -229,16 +229,54 @@ def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bn,bnf->bf", w, x)
 
 
-def _arm_softmax(logits: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax of logits (B, N) within each arm; zero on padding. -> alpha (B, N)."""
+def _arm_softmax(logits: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
+                 sel: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Softmax of logits (B, N) within each arm; zero on padding. -> alpha (B, N).
+    ``sel``: the arms' unit selections ((t > 0.5) & mask, (1 - t > 0.5) & mask), if known."""
+    if sel is None:
+        sel = tuple((arm > 0.5) & mask for arm in (t, 1.0 - t))
     out = torch.zeros_like(logits)
-    for arm in (t, 1.0 - t):
-        sel = (arm > 0.5) & mask
-        lg = torch.where(sel, logits, -math.inf)
+    for s in sel:
+        lg = torch.where(s, logits, -math.inf)
         p = torch.softmax(lg, dim=1)
         p = torch.nan_to_num(p, nan=0.0)  # an empty arm (never in valid data) stays zero
-        out = out + torch.where(sel, p, 0.0)
+        out = out + torch.where(s, p, 0.0)
     return out
+
+
+class _BatchProblem:
+    """What a forward pass uses on every refinement step and that depends only on (t, mask,
+    problem): computed once per forward instead of once per step (the same values, so the
+    same results; at N = 1,000 the per-step small tensor ops are a third of the model's time).
+    """
+
+    def __init__(self, t: torch.Tensor, mask: torch.Tensor, problem: torch.Tensor):
+        self.t, self.mask, self.problem = t, mask, problem
+        self.omt = 1.0 - t
+        self.mk = mk = mask.to(t.dtype)
+        n = mk.sum(1, keepdim=True)
+        n1 = (t * mk).sum(1, keepdim=True).clamp_min(1.0)
+        ate = mk / n
+        att = t * mk / n1
+        p = problem[:, None]
+        self.mutual = p == 2  # (B, 1): the arms are balanced to each other
+        self.any_mutual = bool(self.mutual.any())
+        self.m_ate_att = torch.where(p == 1, att, ate)  # target measure of the other problems
+        self.treated = t > 0.5
+        self.sel = (self.treated & mask, (self.omt > 0.5) & mask)  # arm selections
+        self.is_ate, self.is_att = problem == 0, problem == 1
+        # step features: arm indicators (B, N, 2), arm sizes (B, 2, 1), real units (B, N, 1)
+        self.A = torch.stack([t * mk, (1 - t) * mk], -1)
+        self.cnt = self.A.sum(1).clamp_min(1.0)[..., None]
+        self.in_arm = self.A.sum(-1, keepdim=True) > 0
+        self.t_mk = t * mk
+
+    def targets(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.any_mutual:  # torch.where would select m_ate_att everywhere
+            return self.m_ate_att, self.m_ate_att
+        mT = torch.where(self.mutual, alpha * self.omt, self.m_ate_att)
+        mC = torch.where(self.mutual, alpha * self.t, self.m_ate_att)
+        return mT, mC
 
 
 class _MLP(nn.Module):
@@ -296,45 +334,41 @@ class ZeroShotBalancer(nn.Module):
     def targets(alpha: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, problem: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Target measures (m_T, m_C) (B, N) of each arm's residual r_a = alpha 1_a - m_a."""
-        mk = mask.to(alpha.dtype)
-        n = mk.sum(1, keepdim=True)
-        n1 = (t * mk).sum(1, keepdim=True).clamp_min(1.0)
-        ate = mk / n
-        att = t * mk / n1
-        p = problem[:, None]
-        m_ate_att = torch.where(p == 1, att, ate)
-        mT = torch.where(p == 2, alpha * (1.0 - t), m_ate_att)
-        mC = torch.where(p == 2, alpha * t, m_ate_att)
-        return mT, mC
+        return _BatchProblem(t, mask, problem).targets(alpha)
 
     def residual_matvec(self, ops: KernelOps, alpha: torch.Tensor, t: torch.Tensor,
-                        mask: torch.Tensor, problem: torch.Tensor) -> torch.Tensor:
-        """K [r_T, r_C] (B, N, 2) for the arm residuals at alpha: one attention call."""
-        mT, mC = self.targets(alpha, t, mask, problem)
-        return ops.matvec(torch.stack([alpha * t - mT, alpha * (1.0 - t) - mC], -1))
+                        mask: torch.Tensor, problem: torch.Tensor,
+                        bp: _BatchProblem | None = None) -> torch.Tensor:
+        """K [r_T, r_C] (B, N, 2) for the arm residuals at alpha: one attention call.
+        ``bp``: the batch's :class:`_BatchProblem`, if already built."""
+        bp = _BatchProblem(t, mask, problem) if bp is None else bp
+        mT, mC = bp.targets(alpha)
+        return ops.matvec(torch.stack([alpha * bp.t - mT, alpha * bp.omt - mC], -1))
 
     def qp_from(self, alpha: torch.Tensor, KR: torch.Tensor, t: torch.Tensor,
-                mask: torch.Tensor, lam: torch.Tensor, problem: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                mask: torch.Tensor, lam: torch.Tensor, problem: torch.Tensor,
+                bp: _BatchProblem | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(gradient g (B, N) of the QP on each unit (halved), objective (B,)) given KR."""
-        mT, mC = self.targets(alpha, t, mask, problem)
-        rT = alpha * t - mT
-        rC = alpha * (1.0 - t) - mC
-        g = torch.where(t > 0.5, KR[..., 0], KR[..., 1]) + lam[:, None] * alpha
+        bp = _BatchProblem(t, mask, problem) if bp is None else bp
+        mT, mC = bp.targets(alpha)
+        rT = alpha * bp.t - mT
+        rC = alpha * bp.omt - mC
+        g = torch.where(bp.treated, KR[..., 0], KR[..., 1]) + lam[:, None] * alpha
         quadT = (rT * KR[..., 0]).sum(1)
         quadC = (rC * KR[..., 1]).sum(1)
-        ridgeT = lam * (alpha * alpha * t).sum(1)
-        ridgeC = lam * (alpha * alpha * (1.0 - t)).sum(1)
-        obj = torch.where(problem == 0, quadT + quadC + ridgeT + ridgeC,
-                          torch.where(problem == 1, quadC + ridgeC, quadT + ridgeT + ridgeC))
-        return g * mask, obj
+        ridgeT = lam * (alpha * alpha * bp.t).sum(1)
+        ridgeC = lam * (alpha * alpha * bp.omt).sum(1)
+        obj = torch.where(bp.is_ate, quadT + quadC + ridgeT + ridgeC,
+                          torch.where(bp.is_att, quadC + ridgeC, quadT + ridgeT + ridgeC))
+        return g * bp.mask, obj
 
     def qp_terms(self, ops: KernelOps, alpha: torch.Tensor, t: torch.Tensor,
                  mask: torch.Tensor, lam: torch.Tensor, problem: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """(gradient g (B, N) of the QP on each unit (halved), objective (B,))."""
-        KR = self.residual_matvec(ops, alpha, t, mask, problem)
-        return self.qp_from(alpha, KR, t, mask, lam, problem)
+        bp = _BatchProblem(t, mask, problem)
+        KR = self.residual_matvec(ops, alpha, t, mask, problem, bp)
+        return self.qp_from(alpha, KR, t, mask, lam, problem, bp)
 
     def unit_features(self, ops: KernelOps, t: torch.Tensor, mask: torch.Tensor,
                       lam: torch.Tensor, problem: torch.Tensor
@@ -418,9 +452,10 @@ class ZeroShotBalancer(nn.Module):
         nC = ((1 - t) * mk).sum(1, keepdim=True).clamp_min(1.0)
         n_arm = torch.where(t > 0.5, nT, nC)
         trace = []
-        alpha = _arm_softmax(logits, t, mask)
-        KR = self.residual_matvec(ops, alpha, t, mask, problem)
-        g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
+        bp = _BatchProblem(t, mask, problem)  # the per-step constants, built once
+        alpha = _arm_softmax(logits, t, mask, bp.sel)
+        KR = self.residual_matvec(ops, alpha, t, mask, problem, bp)
+        g, obj = self.qp_from(alpha, KR, t, mask, lam, problem, bp)
         prev = torch.zeros_like(logits)
         n_trained = self.config.n_steps
         if self.training:  # tied steps only when asked for, and then exactly that many (so that
@@ -451,12 +486,12 @@ class ZeroShotBalancer(nn.Module):
             if return_trace:
                 trace.append(obj)
             k = min(s, n_trained - 1)  # beyond the trained steps: the last step's parameters
-            feats = self._step_features(logits, g, alpha, t, mk, n_arm, prev)
+            feats = self._step_features(logits, g, alpha, t, mk, n_arm, prev, bp)
             upd = self._step_update(k, feats, hs, unit_part)
             cand_logits = logits - torch.exp(self.log_eta[k]) * feats[..., 1] + upd
             cand_logits = torch.where(fixed, 0.0, cand_logits)
-            cand = _arm_softmax(cand_logits, t, mask)
-            KR_c = self.residual_matvec(ops, cand, t, mask, problem)
+            cand = _arm_softmax(cand_logits, t, mask, bp.sel)
+            KR_c = self.residual_matvec(ops, cand, t, mask, problem, bp)
             if not self.config.line_search:
                 keep = ~active[:, None]
                 cand_logits = torch.where(keep, logits, cand_logits)
@@ -464,13 +499,13 @@ class ZeroShotBalancer(nn.Module):
                 KR_c = torch.where(keep[..., None], KR, KR_c)
                 prev = cand_logits - logits
                 alpha, logits, KR = cand, cand_logits, KR_c
-                g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
+                g, obj = self.qp_from(alpha, KR, t, mask, lam, problem, bp)
                 if on_step is not None:
                     on_step(s + 1)
                 continue
             # exact line search on alpha + gamma (cand - alpha), gamma in [0, 1]: the residuals
             # are affine in alpha, so K r along the line interpolates and costs no extra mat-vec
-            _, obj_c = self.qp_from(cand, KR_c, t, mask, lam, problem)
+            _, obj_c = self.qp_from(cand, KR_c, t, mask, lam, problem, bp)
             slope = 2.0 * (g * (cand - alpha)).sum(1)  # f'(0)
             curv = obj_c - obj - slope  # f(1) - f(0) - f'(0) = quadratic coefficient
             convex = curv > 1e-12 * obj.abs()
@@ -482,7 +517,7 @@ class ZeroShotBalancer(nn.Module):
             new_logits = torch.where(mask, torch.log(alpha.clamp_min(1e-30)), 0.0)
             new_logits = torch.where(fixed, 0.0, new_logits)
             prev, logits = new_logits - logits, new_logits  # last move: a learned momentum
-            g, obj = self.qp_from(alpha, KR, t, mask, lam, problem)
+            g, obj = self.qp_from(alpha, KR, t, mask, lam, problem, bp)
             if on_step is not None:
                 on_step(s + 1)
         out = {"alpha": alpha, "arm_density": arm_density, "objective": obj, "steps": steps_run}
@@ -492,22 +527,23 @@ class ZeroShotBalancer(nn.Module):
         return out
 
     @staticmethod
-    def _step_features(logits, g, alpha, t, mk, n_arm, prev):
+    def _step_features(logits, g, alpha, t, mk, n_arm, prev, bp: _BatchProblem | None = None):
         """Per-unit refinement features (B, N, 7): logit, gradient and last move standardised
         within each arm (mean and standard deviation over the arm's units), log(alpha n_a),
-        alpha n_a, arm, mask."""
+        alpha n_a, arm, mask. ``bp``: the batch's constants, if already built."""
+        if bp is None:
+            bp = _BatchProblem(t, mk > 0, torch.zeros(t.shape[0], dtype=torch.long))
         X = torch.stack([logits, g, prev], -1)  # (B, N, 3)
-        A = torch.stack([t * mk, (1 - t) * mk], -1)  # (B, N, 2) arm indicators
-        cnt = A.sum(1).clamp_min(1.0)[..., None]  # (B, 2, 1)
+        A, cnt = bp.A, bp.cnt  # (B, N, 2) arm indicators, (B, 2, 1) arm sizes
         mu = torch.einsum("bna,bnf->baf", A, X) / cnt  # (B, 2, 3) arm means
         centred = X - torch.einsum("bna,baf->bnf", A, mu)
         sd = torch.sqrt(torch.einsum("bna,bnf->baf", A, centred ** 2) / cnt + 1e-20)
         scale = torch.einsum("bna,baf->bnf", A, sd + 1e-12 + 1e-6 * mu.abs())
-        in_arm = A.sum(-1, keepdim=True) > 0  # False on padding
+        in_arm = bp.in_arm  # False on padding
         xs = torch.where(in_arm, centred / torch.where(in_arm, scale, 1.0), 0.0)
         am = alpha * n_arm
         rest = torch.stack([torch.log(am.clamp_min(1e-12)) / 5.0, am.clamp_max(20.0) / 5.0,
-                            t * mk, mk], -1)
+                            bp.t_mk, mk], -1)
         return torch.cat([xs, rest], -1) * mk[..., None]
 
     def _step_update(self, k: int, feats: torch.Tensor, hs: torch.Tensor,

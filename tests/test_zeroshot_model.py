@@ -104,6 +104,26 @@ def test_model_paths_agree_and_objective_matches(problem):
         assert float(d["objective"][b]) == pytest.approx(ref, rel=1e-8)
 
 
+def test_mixed_problem_batch_matches_each_problem_alone():
+    # one batch holding the three problems (the mutual one switches the per-step targets to
+    # their alpha-dependent form) gives each dataset the objective of its own QP
+    rng = np.random.default_rng(3)
+    data = [_dataset(rng, 50, 3), _dataset(rng, 70, 2), _dataset(rng, 40, 4)]
+    z, t, mask, bw = _batch(data)
+    m = _small_model(11)
+    lam = torch.tensor([0.1, 0.3, 0.05], dtype=torch.float64)
+    out = m(z, t, mask, bw, lam, torch.tensor([0, 1, 2]))
+    for b, (Z, tt, h) in enumerate(data):
+        balance, estimand = PROBLEMS[b]
+        a = out["alpha"][b, :len(tt)].numpy()
+        ref, _ = balancing_objective(attention_kernel(Z, h), tt, a, float(lam[b]), balance,
+                                     estimand)
+        assert float(out["objective"][b]) == pytest.approx(ref, rel=1e-8)
+        alone = m(*_batch([data[b]]), lam[b:b + 1], torch.tensor([b]))
+        torch.testing.assert_close(out["alpha"][b, :len(tt)], alone["alpha"][0],
+                                   rtol=1e-10, atol=1e-12)
+
+
 def test_permutation_equivariance():
     rng = np.random.default_rng(3)
     Z, t, bw = _dataset(rng, 80, 4)

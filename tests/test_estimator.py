@@ -174,3 +174,22 @@ def test_zero_shot_stopping_rule_is_max_iter_and_tol():
     exact = cina.CInA(method="exact", lam_rel=0.05).fit(X, t, y).result_.weights
     dist = [np.abs(e.result_.weights - exact).sum() for e in (trained, default, longer)]
     assert dist[2] <= dist[1] * 1.05 and dist[1] < dist[0]
+
+
+def test_loading_the_zero_shot_model_is_timed_apart_from_the_fit(monkeypatch):
+    # the once-per-process load (torch import, model file) is info["seconds_setup"], not part
+    # of the fit's seconds; later fits in the process have no setup; exact has none
+    import warnings
+
+    from cina.model import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_CACHE", {})  # as in a fresh process
+    X, t, y, _ = simulate(9, n=150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = cina.CInA(method="zero-shot").fit(X, t, y).result_
+        again = cina.CInA(method="zero-shot").fit(X, t, y).result_
+    assert first.info["seconds_setup"] > 0 and checkpoint.is_pretrained_loaded()
+    assert "seconds_setup" not in again.info
+    assert first.estimate == again.estimate
+    assert "seconds_setup" not in cina.CInA().fit(X, t, y).result_.info

@@ -470,7 +470,9 @@ def _print_readable(report: dict, warned: list[str]) -> None:
     if report["dropped_constant"]:
         lines.append(f"  {'dropped':<{width}}constant covariates: "
                      f"{_short_list(report['dropped_constant'], 10)}")
-    lines.append(f"  {'time':<{width}}{report['seconds']:.2f} s (fit)")
+    setup = report["info"].get("seconds_setup")
+    lines.append(f"  {'time':<{width}}{report['seconds']:.2f} s (fit)"
+                 + (f" + {setup:.2f} s loading the model (once per process)" if setup else ""))
     if warned:
         lines.append(f"  ({len(warned)} warning(s) on stderr)")
     print("\n".join(lines))

@@ -8,6 +8,7 @@ weights (exact QP | Algorithm 1 | zero-shot model) -> tau_hat = sum alpha w y ->
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import warnings
 
@@ -196,6 +197,18 @@ class CInA(EffectEstimator):
         se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
         return estimate, se, {"augment": self.augment,
                               "outcome_model_effect": float(np.mean(m1[target] - m0[target]))}
+
+    def _prepare(self) -> float:
+        if self.method != "zero-shot":
+            return 0.0
+        loaded = sys.modules.get("cina.model.checkpoint")  # without importing torch
+        if loaded is not None and loaded.is_pretrained_loaded():
+            return 0.0
+        start = time.perf_counter()
+        from .model.checkpoint import load_pretrained
+
+        load_pretrained()  # imports torch and reads the shipped model (cached afterwards)
+        return time.perf_counter() - start
 
     def _fit_validated(self, data: ValidatedData) -> EffectResult:
         self._check_settings()

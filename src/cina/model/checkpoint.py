@@ -132,6 +132,11 @@ def load_model(path: str | Path, *, expected_sha256: str | None = None
     return model, meta
 
 
+def is_pretrained_loaded() -> bool:
+    """Whether :func:`load_pretrained` has already loaded (and cached) the shipped model."""
+    return "model" in _CACHE
+
+
 def load_pretrained() -> tuple[ZeroShotBalancer, dict]:
     """The shipped model (cached after the first call), sha256-verified."""
     with _LOCK:

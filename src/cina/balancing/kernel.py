@@ -141,18 +141,15 @@ def attention_kernel(Z: np.ndarray, bandwidth: float, *, normalize: bool = True)
     O(1/N^2), and the balancing weights depend only on K / lam with lam = lam_rel * mean k_ii,
     so the normalised kernel with lam = lam_rel gives the same weights at a sane scale.
     """
-    Z = np.asarray(Z, dtype=float)
-    S = Z @ Z.T
-    S /= bandwidth
     if normalize:
+        Z = np.asarray(Z, dtype=float)
+        S = Z @ Z.T
+        S /= bandwidth
         K = normalised_kernel_in_place(S)[0]
         if K is not None:
             return K
-        S = Z @ Z.T  # the one-pass form would overflow: the log-space form below
-        S /= bandwidth
-    log_h = _row_logsumexp(S)
-    S -= log_h[:, None]
-    S -= log_h[None, :]
+    # without normalisation, or where the one-pass form would overflow: the log-space form
+    S = attention_log_kernel(Z, bandwidth)
     if normalize:
         S -= logsumexp(np.diag(S)) - np.log(S.shape[0])
     np.exp(S, out=S)

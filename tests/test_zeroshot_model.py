@@ -243,8 +243,8 @@ def test_progress_callbacks_count_chunks_and_steps():
     z, t, mask, bw = _batch([_dataset(rng, 100, 3)])
     chunks = []
     ops = m.kernel_ops(z, mask, bw, path="sdpa", progress=lambda: chunks.append(1))
-    assert len(chunks) == m.kernel_ops_progress_chunks(100, "sdpa") == 2 * 4
-    assert m.kernel_ops_progress_chunks(100, "dense") == 0
+    assert len(chunks) == KernelOps.n_progress_chunks(100, "sdpa", 32) == 2 * 4
+    assert KernelOps.n_progress_chunks(100, "dense", 32) == 0
     seen = []
     out = m(z, t, mask, bw, torch.tensor([0.1]).double(), torch.tensor([0]), ops=ops,
             on_step=seen.append)

@@ -88,7 +88,7 @@ class ZeroShotBalancing:
 
         from .balancing.kernel import resolve_bandwidth
         from .model.checkpoint import load_pretrained
-        from .model.zeroshot import problem_index
+        from .model.zeroshot import KernelOps, problem_index
 
         t0 = time.perf_counter()
         Z = np.asarray(Z, dtype=float)
@@ -144,7 +144,7 @@ class ZeroShotBalancing:
         # N ~ 50,000), on a terminal only unless asked for
         self.progress = (self.path == "sdpa" and sys.stderr.isatty()) if progress is None \
             else bool(progress)
-        n_chunks = self.model.kernel_ops_progress_chunks(n, self.path)
+        n_chunks = KernelOps.n_progress_chunks(n, self.path, cfg.chunk_size)
         with _bar(self.progress, n_chunks, "zero-shot kernel", "chunk") as bar, \
                 torch.inference_mode():
             self._z = torch.as_tensor(Z, dtype=torch.float32)[None]

@@ -403,10 +403,6 @@ class ZeroShotBalancer(nn.Module):
         x = torch.stack(feats, -1)
         return torch.nan_to_num(x.clamp(-30.0, 30.0)) * mk[..., None], KA
 
-    def kernel_ops_progress_chunks(self, N: int, path: str) -> int:
-        """How many times :meth:`kernel_ops`'s ``progress`` is called for one dataset of N."""
-        return KernelOps.n_progress_chunks(N, path, self.config.chunk_size)
-
     def kernel_ops(self, z: torch.Tensor, mask: torch.Tensor, bandwidth: torch.Tensor,
                    path: str = "auto", progress: Callable[[], None] | None = None) -> KernelOps:
         """The fixed kernel of a padded batch (no parameters; reusable across lam and calls).

@@ -198,6 +198,35 @@ class CInA(EffectEstimator):
         return estimate, se, {"augment": self.augment,
                               "outcome_model_effect": float(np.mean(m1[target] - m0[target]))}
 
+    def _guarded_weights(self, data: ValidatedData, Z: np.ndarray, bw: float, lam_rel: float
+                         ) -> tuple[np.ndarray, float, dict, int]:
+        """The weights by the chosen method (its kernel built once), after the balance guard
+        of the lam rule when lam is data-driven: (alpha, lam_rel used, method info, guard
+        steps)."""
+        if self.method == "exact":
+            K = attention_kernel(Z, bw)
+        elif self.method == "zero-shot":  # the model with this dataset's kernel, built once
+            from .zeroshot import ZeroShotBalancing
+
+            K = ZeroShotBalancing(Z, data.t, estimand=self.estimand, balance=self.balance,
+                                  bandwidth=bw)
+        else:
+            K = None
+        alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
+        steps = 0
+        if self.lam_rel is None:
+            # balance guard of the lam rule (docs/method_notes.md, section 2): the GP ratio
+            # absorbs outcome-model misfit as noise; where its lam leaves a covariate visibly
+            # imbalanced (|SMD| > 0.1), lam is divided by 3 until balance is reached or LAM_MIN
+            while lam_rel > LAM_MIN and _max_smd(data.X, data.t, alpha, self.estimand) > \
+                    SMD_GUARD:
+                lam_rel = max(lam_rel / 3.0, LAM_MIN)
+                with warnings.catch_warnings():  # the first call already warned about the input
+                    warnings.simplefilter("ignore", CInAWarning)
+                    alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
+                steps += 1
+        return alpha, lam_rel, weight_info, steps
+
     def _prepare(self) -> float:
         if self.method != "zero-shot":
             return 0.0
@@ -231,30 +260,10 @@ class CInA(EffectEstimator):
         info: dict = {"bandwidth": bw,
                       **(lam_info if self.lam_rel is None else {"lam_rule": "given"})}
         with clock("weights"):  # kernel and weights, balance guard included
-            if self.method == "exact":
-                K = attention_kernel(Z, bw)
-            elif self.method == "zero-shot":  # the model with this dataset's kernel, built once
-                from .zeroshot import ZeroShotBalancing
-
-                K = ZeroShotBalancing(Z, data.t, estimand=self.estimand, balance=self.balance,
-                                      bandwidth=bw)
-            else:
-                K = None
-            alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
-            if self.lam_rel is None:
-                # balance guard of the lam rule (docs/method_notes.md, section 2): the GP ratio
-                # absorbs outcome-model misfit as noise; where its lam leaves a covariate visibly
-                # imbalanced (|SMD| > 0.1), lam is divided by 3 until balance is reached or LAM_MIN
-                steps = 0
-                while lam_rel > LAM_MIN and _max_smd(data.X, data.t, alpha, self.estimand) > \
-                        SMD_GUARD:
-                    lam_rel = max(lam_rel / 3.0, LAM_MIN)
-                    with warnings.catch_warnings():  # the first call already warned about the input
-                        warnings.simplefilter("ignore", CInAWarning)
-                        alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
-                    steps += 1
-                info["lam_guard_steps"] = steps
-        del K
+            alpha, lam_rel, weight_info, guard_steps = self._guarded_weights(data, Z, bw,
+                                                                             lam_rel)
+        if self.lam_rel is None:
+            info["lam_guard_steps"] = guard_steps
         info["lam_rel"] = lam_rel
         info.update(weight_info)
         with clock("standard_error" if self.augment is None else "outcome_model"):

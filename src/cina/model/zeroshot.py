@@ -229,12 +229,9 @@ def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bn,bnf->bf", w, x)
 
 
-def _arm_softmax(logits: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
-                 sel: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def _arm_softmax(logits: torch.Tensor, sel: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Softmax of logits (B, N) within each arm; zero on padding. -> alpha (B, N).
-    ``sel``: the arms' unit selections ((t > 0.5) & mask, (1 - t > 0.5) & mask), if known."""
-    if sel is None:
-        sel = tuple((arm > 0.5) & mask for arm in (t, 1.0 - t))
+    ``sel``: the arms' unit selections (:attr:`_BatchProblem.sel`)."""
     out = torch.zeros_like(logits)
     for s in sel:
         lg = torch.where(s, logits, -math.inf)
@@ -251,9 +248,9 @@ class _BatchProblem:
     """
 
     def __init__(self, t: torch.Tensor, mask: torch.Tensor, problem: torch.Tensor):
-        self.t, self.mask, self.problem = t, mask, problem
+        self.t, self.mask = t, mask
         self.omt = 1.0 - t
-        self.mk = mk = mask.to(t.dtype)
+        mk = mask.to(t.dtype)
         n = mk.sum(1, keepdim=True)
         n1 = (t * mk).sum(1, keepdim=True).clamp_min(1.0)
         ate = mk / n
@@ -449,7 +446,7 @@ class ZeroShotBalancer(nn.Module):
         n_arm = torch.where(t > 0.5, nT, nC)
         trace = []
         bp = _BatchProblem(t, mask, problem)  # the per-step constants, built once
-        alpha = _arm_softmax(logits, t, mask, bp.sel)
+        alpha = _arm_softmax(logits, bp.sel)
         KR = self.residual_matvec(ops, alpha, t, mask, problem, bp)
         g, obj = self.qp_from(alpha, KR, t, mask, lam, problem, bp)
         prev = torch.zeros_like(logits)
@@ -482,11 +479,11 @@ class ZeroShotBalancer(nn.Module):
             if return_trace:
                 trace.append(obj)
             k = min(s, n_trained - 1)  # beyond the trained steps: the last step's parameters
-            feats = self._step_features(logits, g, alpha, t, mk, n_arm, prev, bp)
+            feats = self._step_features(logits, g, alpha, mk, n_arm, prev, bp)
             upd = self._step_update(k, feats, hs, unit_part)
             cand_logits = logits - torch.exp(self.log_eta[k]) * feats[..., 1] + upd
             cand_logits = torch.where(fixed, 0.0, cand_logits)
-            cand = _arm_softmax(cand_logits, t, mask, bp.sel)
+            cand = _arm_softmax(cand_logits, bp.sel)
             KR_c = self.residual_matvec(ops, cand, t, mask, problem, bp)
             if not self.config.line_search:
                 keep = ~active[:, None]
@@ -523,12 +520,10 @@ class ZeroShotBalancer(nn.Module):
         return out
 
     @staticmethod
-    def _step_features(logits, g, alpha, t, mk, n_arm, prev, bp: _BatchProblem | None = None):
+    def _step_features(logits, g, alpha, mk, n_arm, prev, bp: _BatchProblem):
         """Per-unit refinement features (B, N, 7): logit, gradient and last move standardised
         within each arm (mean and standard deviation over the arm's units), log(alpha n_a),
-        alpha n_a, arm, mask. ``bp``: the batch's constants, if already built."""
-        if bp is None:
-            bp = _BatchProblem(t, mk > 0, torch.zeros(t.shape[0], dtype=torch.long))
+        alpha n_a, arm, mask. ``bp``: the batch's per-step constants."""
         X = torch.stack([logits, g, prev], -1)  # (B, N, 3)
         A, cnt = bp.A, bp.cnt  # (B, N, 2) arm indicators, (B, 2, 1) arm sizes
         mu = torch.einsum("bna,bnf->baf", A, X) / cnt  # (B, 2, 3) arm means

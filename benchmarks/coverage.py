@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import command, design, machine  # noqa: E402
 
 import cina  # noqa: E402
-from cina.inference import weighting_se  # noqa: E402
+from cina.effect import weighting_se  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 

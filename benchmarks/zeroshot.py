@@ -212,8 +212,8 @@ def _evaluate_suite(items, n_fit: int) -> dict:
 
 def _evaluate_mix(n: int) -> dict:
     """Training-mix problems with the default tied steps, and with the trained steps alone."""
+    from cina.model.balancer import PROBLEMS
     from cina.model.checkpoint import load_pretrained
-    from cina.model.zeroshot import PROBLEMS
     from cina.train.pretrain import evaluate_problems, summarise
 
     probs, exact = _training_mix(n)
@@ -244,7 +244,7 @@ def _evaluate_lalonde() -> list[dict]:
     from cina.balancing.weights import solve_balancing_weights
     from cina.bench.suites import _lalonde_cps
     from cina.datasets import load_lalonde
-    from cina.zeroshot import ZeroShotBalancing
+    from cina.solvers.zero_shot import ZeroShotBalancing
 
     rows = []
     datasets = [("lalonde-psid", load_lalonde("psid"))] + [
@@ -333,7 +333,7 @@ def speed_child(n: int, d: int, threads: int, with_dml: bool) -> dict:
         warnings.simplefilter("ignore")
         CInA(method="zero-shot").fit(X[:200], t[:200], y[:200])  # warm-up
         from cina.balancing.kernel import resolve_bandwidth, standardize
-        from cina.zeroshot import zero_shot_weights
+        from cina.solvers.zero_shot import zero_shot_weights
 
         Z, _, _ = standardize(X)
         peak0 = _hwm_mb()
@@ -415,8 +415,8 @@ def run(args) -> None:
             lines.append(
                 f"| {name} | {s['n_datasets']} | {_fmt(s['qp_gap_median'])} | "
                 f"{_fmt(s['qp_gap_p90'])} | {_fmt(s['corr_median'])} | {_fmt(s['corr_p10'])} | "
-                f"{_fmt(s['ess_treated_median'])} ({_fmt(s['ess_treated_exact_median'])}) | "
-                f"{_fmt(s['ess_control_median'])} ({_fmt(s['ess_control_exact_median'])}) | "
+                f"{_fmt(s['ess_frac_treated_median'])} ({_fmt(s['ess_frac_treated_exact_median'])}) | "
+                f"{_fmt(s['ess_frac_control_median'])} ({_fmt(s['ess_frac_control_exact_median'])}) | "
                 f"{_fmt(s['ate_mae'])} | {_fmt(s['ate_mae_exact'])} |")
         print("\n".join(lines), flush=True)
         lines += ["", "## Estimator defaults (target ATE, median bandwidth, select_lam_rel)", ""]

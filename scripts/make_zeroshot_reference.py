@@ -16,7 +16,7 @@ import numpy as np
 from cina import CInA
 from cina.balancing.kernel import standardize
 from cina.model.checkpoint import PINNED_SHA256, load_pretrained, pretrained_path, sha256_file
-from cina.zeroshot import zero_shot_weights
+from cina.solvers.zero_shot import zero_shot_weights
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "zeroshot_reference.json"
 

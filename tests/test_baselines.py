@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from cina import CInA
 from cina.baselines import AIPW, DML, IPW, EntropyBalancing, NaiveDifference, TLearner
-from cina.baselines._common import cross_fit_folds, irm_score
+from cina.baselines._common import irm_score
+from cina.crossfit import cross_fit_folds
 from cina.errors import CInAValidationError, ConvergenceError, OverlapWarning
 from cina.registry import available_methods, estimator_class, make_estimator
 

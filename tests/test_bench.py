@@ -13,7 +13,7 @@ import pytest
 import cina.registry as registry
 from cina.base import EffectEstimator
 from cina.bench import suites as suites_mod
-from cina.bench.cli import spread
+from cina.bench.harness import spread
 from cina.bench.report import average_ranks, summarize
 from cina.bench.runner import RECORD_FIELDS, load_cache
 from cina.bench.suites import DatasetSpec, SuiteSpec, resolve_suites, suite_datasets
@@ -265,3 +265,45 @@ def test_ranks_skip_a_method_failing_on_most_datasets():
               average_ranks(summary, ["s"], df=df, methods=["a", "b", "c"])):
         assert r.loc["a", "avg_rank"] == 1 and r.loc["b", "avg_rank"] == 2
         assert np.isnan(r.loc["c", "avg_rank"]) and r.loc["c", "n_suites"] == 0
+
+
+def test_anchor_table_is_package_data_with_its_provenance():
+    from cina.bench.report import ANCHOR_TABLE, load_anchors
+
+    anchors = load_anchors()
+    assert ANCHOR_TABLE.parent.name == "bench" and ANCHOR_TABLE.suffix == ".toml"
+    assert set(anchors["suites"]) == {"ihdp", "acic2016", "twins", "lalonde-psid",
+                                      "lalonde-cps"}
+    assert "DoubleML 0.11.4" in anchors["source"]
+    assert anchors["suites"]["ihdp"]["dml"] == [("doubleml_irm_rf", "0.118 ± 0.015")]
+    assert "Provenance" in ANCHOR_TABLE.read_text()
+
+
+def test_report_sections_and_no_outside_paths(tmp_path, tiny_suites, monkeypatch):
+    """Every section of summary.md comes from its own function, and the report cites files of
+    the repository only."""
+    from cina.bench import report
+
+    monkeypatch.setitem(report.load_anchors()["suites"], "tiny",
+                        {"naive": [("naive (anchor)", "0.5")]})
+    assert _bench(tmp_path) == 0
+    md = (tmp_path / "summary.md").read_text()
+    for title in ("## Protocol", "## MAE per suite and method", "## Average rank of MAE",
+                  "## CInA exact against each method, paired", "## Per suite",
+                  "## Side by side with the anchors", "## Files"):
+        assert title in md, title
+    assert "src/cina/bench/anchors.toml" in md and "naive (anchor)" in md
+    assert "/work/" not in md and "ANCHORS.md" not in md and "METHOD" not in md
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bench_harness_api(tmp_path, tiny_suites):
+    """`cina bench` is argument parsing over cina.bench.harness.run_and_report."""
+    from cina.bench.harness import run_and_report
+    from cina.bench.runner import BenchConfig
+
+    cfg = BenchConfig(suites=["tiny"], methods=["naive"], out=tmp_path / "o", progress=False)
+    outcome = run_and_report(cfg, command="python api", plots=False)
+    assert not outcome.interrupted and outcome.counts["computed"] == 2
+    assert outcome.report["summary_md"].is_file()
+    assert "`python api`" in (tmp_path / "o" / "commands.log").read_text()

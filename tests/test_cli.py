@@ -493,3 +493,77 @@ def test_zero_shot_max_iter_reaches_the_estimator(tmp_path, capsys):
     rc, out, _ = _estimate(capsys, path, "--method", "zero-shot", "--max-iter", "0", "--json")
     assert rc == 0
     assert json.loads(out)["info"]["refinement_steps"] == 10
+
+
+# --- the package layout: one module per subcommand, the logic in the library ------------------
+def test_every_subcommand_module_has_the_interface():
+    from cina.cli import SUBCOMMANDS
+
+    names = [m.NAME for m in SUBCOMMANDS]
+    assert names == ["estimate", "methods", "bench", "pretrain"]
+    for module in SUBCOMMANDS:
+        assert module.HELP and module.DESCRIPTION
+        assert callable(module.add_arguments) and callable(module.run)
+
+
+def test_cli_imports_no_training_module_and_no_cycle():
+    """The CLI's import does not pull in torch or the training loop (they load when a command
+    runs), and cina.train no longer imports any argument parser."""
+    code = ("import sys, cina.cli; bad = [m for m in ('torch', 'cina.train.pretrain') "
+            "if m in sys.modules]; print(bad)")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.strip() == "[]", out.stderr
+    import inspect
+
+    import cina.train.pretrain as pretrain_mod
+
+    assert "argparse" not in inspect.getsource(pretrain_mod)
+
+
+def test_python_dash_m_cina(tmp_path):
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "cina", "--version"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.startswith("cina ")
+
+
+def test_a_new_output_kind_is_one_entry(tmp_path, capsys, monkeypatch):
+    """Adding an OutputKind to cina.outputs.ESTIMATE_OUTPUTS adds the option, checks its path
+    before the fit and writes it with the others (the recipe of /cli/__init__.py)."""
+    from cina import outputs
+
+    seen = []
+
+    def write_json(fitted, tmp, target):
+        seen.append(fitted.report["estimate"])
+        with open(tmp, "w") as fh:
+            json.dump(fitted.report, fh)
+
+    kind = outputs.OutputKind("--json-out", "PATH", "write the JSON record to this file",
+                              "the JSON record", write_json, needs_weights=False)
+    monkeypatch.setattr(outputs, "ESTIMATE_OUTPUTS", [*outputs.ESTIMATE_OUTPUTS, kind])
+    path = _csv(tmp_path)
+    rc, out, err = _estimate(capsys, path, "--json", "--json-out", tmp_path / "r.json")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["estimate"] == json.loads(out)["ate"]
+    assert seen == [json.loads(out)["ate"]]
+    _user_error(*_estimate(capsys, path, "--json-out", path), "--json-out", "input file")
+
+
+def test_estimate_report_is_the_api_of_the_json_output(tmp_path, capsys):
+    from cina.outputs import estimate_report, format_estimate_report
+
+    df = _data()
+    path = _csv(tmp_path, df)
+    rc, out, _ = _estimate(capsys, path, "--json")
+    cli = json.loads(out)
+    est = CInA().fit(df[["x1", "x2", "x3"]], df["treat"], df["y"])
+    api = estimate_report(est, est.data_)
+    for key in ("estimate", "se", "ci_low", "ci_high", "ess_treated", "balance", "covariates"):
+        assert api[key] == cli[key], key
+    text = format_estimate_report(api, title="mine")
+    assert text.startswith("mine") and format_number(api["estimate"]) in text

@@ -1,6 +1,6 @@
 """Real benchmark loaders (cina.datasets.real): shapes, reference effects, errors, caching.
 
-Reference values were computed once from the original files (/work/shared/data, see
+Reference values were computed once from the original files (their sources and checksums are in
 src/cina/datasets/data/SOURCES.md); the tests only need the package's own data.
 """
 

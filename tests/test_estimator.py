@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,12 +136,13 @@ def test_data_driven_lam_is_recorded():
 
 
 def test_dense_methods_refuse_huge_inputs(monkeypatch):
-    import cina.estimator as est_mod
+    from cina.solvers import ExactQPSolver
 
-    monkeypatch.setitem(est_mod.MAX_N_DENSE, "exact", 50)
+    monkeypatch.setattr(ExactQPSolver, "MAX_N", 50)
     X, t, y, _ = simulate(7, n=60)
-    with pytest.raises(CInAValidationError, match="limited to 50 units; received 60"):
-        cina.CInA().fit(X, t, y)
+    for kernel in ("auto", "dense", "streamed"):  # the limit is the solver's, on either form
+        with pytest.raises(CInAValidationError, match="limited to 50 units; received 60"):
+            cina.CInA(kernel=kernel).fit(X, t, y)
 
 
 @pytest.mark.parametrize("augment", ["kernel", "gbm"])
@@ -193,3 +196,67 @@ def test_loading_the_zero_shot_model_is_timed_apart_from_the_fit(monkeypatch):
     assert "seconds_setup" not in again.info
     assert first.estimate == again.estimate
     assert "seconds_setup" not in cina.CInA().fit(X, t, y).result_.info
+
+
+# -- the estimator contract (issue 9 item 7) ------------------------------------------------------
+def test_not_fitted_error_is_sklearns_and_every_fitted_attribute_raises_it():
+    from sklearn.exceptions import NotFittedError as SkNotFitted
+
+    from cina.base import FITTED_ATTRIBUTES
+    from cina.registry import available_methods, make_estimator
+
+    assert issubclass(NotFittedError, SkNotFitted) and issubclass(NotFittedError, cina.CInAError)
+    assert issubclass(NotFittedError, AttributeError) and issubclass(NotFittedError, ValueError)
+    for name in available_methods():
+        est = make_estimator(name)
+        for attr in (*FITTED_ATTRIBUTES, "ate_", "att_", "ess_"):
+            with pytest.raises(SkNotFitted, match="not fitted"):
+                getattr(est, attr)
+            assert not hasattr(est, attr)
+        for call in (est.effect_interval, est.summary_frame, est.balance_table):
+            with pytest.raises(NotFittedError):
+                call()
+    with pytest.raises(AttributeError, match="no attribute 'nonsense_'"):
+        _ = cina.CInA().nonsense_
+
+
+def test_clone_and_params_round_trip():
+    from sklearn.base import clone
+
+    est = cina.CInA(method="zero-shot", estimand="att", lam_rel=0.3, bandwidth=2.0,
+                    kernel="streamed", augment="kernel", max_iter=5, tol=1e-3)
+    params = est.get_params()
+    assert params["kernel"] == "streamed" and params["lam_rel"] == 0.3
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == params
+    other = cina.CInA().set_params(**params)
+    assert other.get_params() == params
+    X, t, y, _ = simulate(10, n=120)
+    fitted = cina.CInA(lam_rel=0.1).fit(X, t, y)
+    refit = clone(fitted)
+    assert "result_" not in vars(refit)  # clone is unfitted
+    assert refit.fit(X, t, y).effect_ == fitted.effect_
+
+
+@pytest.mark.parametrize("name", ["exact", "zero-shot", "naive", "ipw", "entropy", "tlearner"])
+def test_summary_frame_has_z_statistic_and_p_value(name):
+    from scipy.stats import norm
+
+    from cina.registry import make_estimator
+
+    X, t, y, _ = simulate(11, n=150)
+    settings = {"on_infeasible": "warn"} if name == "entropy" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cina.CInAWarning)
+        est = make_estimator(name, **settings).fit(X, t, y)
+    frame = est.summary_frame()
+    assert list(frame.columns[:4]) == ["estimate", "se", "zstat", "pvalue"]
+    row = frame.iloc[0]
+    if est.se_ is None:  # the T-learner gives no standard error: no test either
+        assert np.isnan(row["zstat"]) and np.isnan(row["pvalue"])
+        return
+    assert row["zstat"] == pytest.approx(est.effect_ / est.se_)
+    assert row["pvalue"] == pytest.approx(2 * norm.sf(abs(row["zstat"])))
+    assert 0 <= row["pvalue"] <= 1
+    lo, hi = est.effect_interval()
+    assert (row["pvalue"] < 0.05) == (lo > 0 or hi < 0)  # the test and the interval agree

@@ -8,8 +8,8 @@ import torch
 
 from cina.balancing import attention_kernel, median_bandwidth, solve_balancing_weights, standardize
 from cina.errors import CInAValidationError
-from cina.fit import fit_balancing_attention
 from cina.model.attention import BalancingAttention, KeyMap, log_attention_kernel
+from cina.solvers.attention_fit import fit_balancing_attention
 
 
 def make_data(seed: int, n: int = 300, d: int = 5):

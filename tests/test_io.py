@@ -231,3 +231,21 @@ def test_errors_are_value_errors(tmp_path):
         read_table(tmp_path / "nope.csv")
     with pytest.raises(ValueError):
         select_columns(_frame(), "nope", "outcome")
+
+
+# --- resolve_treated_level: the text of a command line -> the column's level --------------------
+@pytest.mark.parametrize("values, text, expected", [
+    (["drug", "placebo"], "drug", "drug"),
+    ([1, 2, 2, 1], "2", 2),
+    ([1.0, 2.0], "2", 2.0),
+    ([True, False], "true", True),
+    ([True, False], "False", False),
+    (["1", "2"], "1", "1"),  # a string column keeps its string level
+    ([0, 1], "7", "7"),  # no match: returned as is (validation lists the levels)
+    ([0, 1], None, None),
+])
+def test_resolve_treated_level(values, text, expected):
+    from cina.io import resolve_treated_level
+
+    got = resolve_treated_level(pd.Series(values), text)
+    assert got == expected and type(got) is type(expected)

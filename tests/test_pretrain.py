@@ -19,8 +19,10 @@ SMOKE = ROOT / "configs" / "smoke.toml"
 
 
 def _states_equal(a: Path, b: Path) -> None:
-    sa = torch.load(a / "checkpoint.pt", weights_only=False)
-    sb = torch.load(b / "checkpoint.pt", weights_only=False)
+    from cina.train.run_dir import load_checkpoint
+
+    sa = load_checkpoint(a / "checkpoint.pt")
+    sb = load_checkpoint(b / "checkpoint.pt")
     assert sa["step"] == sb["step"]
     for k, v in sa["model"].items():
         torch.testing.assert_close(sb["model"][k], v, rtol=0, atol=0)
@@ -45,14 +47,14 @@ def test_smoke_run_logs_validation_and_exports(tmp_path):
     lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
     vals = [r for r in lines if r["kind"] == "val"]
     assert [r["step"] for r in vals] == [3, 6]
-    for key in ("qp_gap_median", "corr_median", "corr_p10", "ess_treated_median", "ate_mae",
+    for key in ("qp_gap_median", "corr_median", "corr_p10", "ess_frac_treated_median", "ate_mae",
                 "ate_mae_exact"):
         assert key in vals[-1]
     sha = export_model(run, tmp_path / "m.safetensors")
     model, meta = load_model(tmp_path / "m.safetensors", expected_sha256=sha)
     assert meta["training_data"]["steps"] == 6
     assert read_metadata(tmp_path / "m.safetensors")["metrics"]["step"] == 6
-    with pytest.raises(FileExistsError):
+    with pytest.raises(CInAValidationError, match="exists; resume it"):
         pretrain(SMOKE, out_dir=run, resume=False)
 
 
@@ -60,12 +62,13 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     from cina.train.pretrain import pretrain
 
     ref = pretrain(SMOKE, out_dir=tmp_path / "ref")
-    cmd = [sys.executable, "-m", "cina.train.pretrain", str(SMOKE), "--out", str(tmp_path / "run")]
+    cmd = [sys.executable, "-m", "cina", "pretrain", "--config", str(SMOKE), "--out",
+           str(tmp_path / "run")]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     crashed = subprocess.run(cmd, env={**env, "CINA_PRETRAIN_KILL_AT_STEP": "5"},
                              capture_output=True, text=True)
     assert crashed.returncode == -9  # killed by SIGKILL after step 5; last checkpoint: step 4
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 4 and state["datasets_consumed"] == 16
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
@@ -77,7 +80,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 
 def test_tied_steps_in_training_are_unrolled_and_get_gradients():
-    from cina.model.zeroshot import ZeroShotBalancer, ZeroShotConfig
+    from cina.model.balancer import ZeroShotBalancer, ZeroShotConfig
 
     torch.manual_seed(0)
     model = ZeroShotBalancer(ZeroShotConfig(hidden=8, n_encoder_layers=1, step_hidden=8,
@@ -98,8 +101,8 @@ def test_tied_steps_in_training_are_unrolled_and_get_gradients():
 
 def test_fine_tuning_starts_from_a_model_file(tmp_path):
     from cina.errors import CheckpointError
+    from cina.model.balancer import ZeroShotBalancer
     from cina.model.checkpoint import save_model
-    from cina.model.zeroshot import ZeroShotBalancer
     from cina.train.pretrain import _init_from, pretrain
 
     cfg = load_config(SMOKE)

@@ -445,3 +445,17 @@ def test_bad_calls_raise():
         semi_synthetic(np.zeros(10), 0)
     with pytest.raises(CInAValidationError, match="at least 4 rows"):
         semi_synthetic(np.zeros((3, 2)), 0)
+
+
+def test_package_layout_keeps_every_public_name():
+    """synthetic is a package (one module per family); its public names are importable from
+    cina.datasets.synthetic and cina.datasets, and each lives in its family's module."""
+    import cina.datasets as datasets
+    import cina.datasets.synthetic as synthetic
+
+    for name in synthetic.__all__:
+        assert getattr(datasets, name) is getattr(synthetic, name)
+    assert synthetic.simulation_a.__module__ == "cina.datasets.synthetic.simulation"
+    assert synthetic.semi_synthetic.__module__ == "cina.datasets.synthetic.semisynthetic"
+    assert synthetic.ood_prior.__module__ == "cina.datasets.synthetic.ood"
+    assert synthetic.sample_scm_arrays.__module__ == "cina.datasets.synthetic.scm"

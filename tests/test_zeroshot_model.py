@@ -14,6 +14,7 @@ import torch
 from cina.balancing.kernel import attention_kernel, median_bandwidth, standardize
 from cina.balancing.weights import balancing_objective
 from cina.errors import CheckpointError, OutOfRangeWarning, OverlapWarning
+from cina.model.balancer import PROBLEMS, KernelOps, ZeroShotBalancer, ZeroShotConfig
 from cina.model.checkpoint import (
     MODEL_VERSION,
     PINNED_SHA256,
@@ -24,7 +25,6 @@ from cina.model.checkpoint import (
     save_model,
     sha256_file,
 )
-from cina.model.zeroshot import PROBLEMS, KernelOps, ZeroShotBalancer, ZeroShotConfig
 
 REF = Path(__file__).parent / "data" / "zeroshot_reference.json"
 
@@ -223,7 +223,7 @@ def test_kernel_path_follows_the_memory_budget():
 
 
 def test_prepared_balancing_serves_several_lams_like_the_function():
-    from cina.zeroshot import ZeroShotBalancing, zero_shot_weights
+    from cina.solvers.zero_shot import ZeroShotBalancing, zero_shot_weights
 
     rng = np.random.default_rng(14)
     Z, t, _ = _dataset(rng, 250, 4)
@@ -255,7 +255,7 @@ def test_progress_callbacks_count_chunks_and_steps():
 
 
 def test_zero_shot_progress_bars_only_when_asked(capsys):
-    from cina.zeroshot import ZeroShotBalancing
+    from cina.solvers.zero_shot import ZeroShotBalancing
 
     rng = np.random.default_rng(17)
     Z, t, _ = _dataset(rng, 200, 3)
@@ -345,7 +345,7 @@ def test_corrupt_shipped_copy_raises(tmp_path):
 
 def test_shipped_model_reproduces_reference_outputs():
     from cina import CInA
-    from cina.zeroshot import zero_shot_weights
+    from cina.solvers.zero_shot import zero_shot_weights
 
     ref = json.loads(REF.read_text())
     X = np.asarray(ref["X"])
@@ -372,7 +372,7 @@ def test_shipped_model_reproduces_reference_outputs():
 # --- out-of-range behaviour -------------------------------------------------------------------
 
 def _zs(Z, t, **kw):
-    from cina.zeroshot import zero_shot_weights
+    from cina.solvers.zero_shot import zero_shot_weights
 
     return zero_shot_weights(Z, t, None, estimand=kw.pop("estimand", "ate"),
                              balance=kw.pop("balance", "target"),

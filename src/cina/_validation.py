@@ -6,15 +6,25 @@ are never modified: every array here is a fresh copy.
 
 from __future__ import annotations
 
+import numbers
+import re
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .errors import CInAValidationError, DataWarning
+from .errors import CInAValidationError, DataWarning, IdentifierColumnWarning
 
-__all__ = ["ValidatedData", "validate_inputs", "encode_covariates"]
+__all__ = ["ValidatedData", "validate_inputs", "encode_covariates", "check_int"]
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    """An integer setting >= ``minimum`` (booleans refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise CInAValidationError(
+            f"{name} must be an integer >= {minimum}; received {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,7 @@ class ValidatedData:
     feature_names: list[str]
     index: pd.Index | None = None  # the input's index when it was a pandas object
     dropped_constant: list[str] = field(default_factory=list)
+    dropped_identifier: list[str] = field(default_factory=list)  # row ids, running indices
 
     @property
     def n(self) -> int:
@@ -53,20 +64,73 @@ def _is_categorical(s: pd.Series) -> bool:
     )
 
 
-def encode_covariates(X: pd.DataFrame) -> pd.DataFrame:
+#: rows from which a column unique per row counts as an identifier (below, all-distinct values
+#: are common by chance)
+IDENTIFIER_MIN_ROWS = 20
+_UNNAMED = re.compile(r"^Unnamed: \d+$")  # the header pandas gives a saved, unnamed index
+
+
+def _is_identifier(name: str, values: pd.Series) -> bool:
+    """Whether a column identifies rows rather than describing units: unique per row, and text
+    (an id), a saved pandas index (``Unnamed: 0``) or consecutive integers (a running index)."""
+    n = len(values)
+    if n < IDENTIFIER_MIN_ROWS or values.isna().any() or values.nunique() != n:
+        return False
+    if _UNNAMED.match(name) or _is_categorical(values):
+        return True
+    if pd.api.types.is_bool_dtype(values.dtype) or not pd.api.types.is_numeric_dtype(values):
+        return False
+    arr = values.to_numpy(dtype=float)
+    if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+        return False
+    return float(arr.max() - arr.min()) == n - 1  # n distinct integers spanning n: k..k+n-1
+
+
+def _check_unique_names(names: list[str], what: str) -> None:
+    seen: dict[str, int] = {}
+    for nm in names:
+        seen[nm] = seen.get(nm, 0) + 1
+    dup = sorted(nm for nm, k in seen.items() if k > 1)
+    if dup:
+        raise CInAValidationError(
+            f"covariate names collide {what}: {dup[:10]}; every covariate needs a unique "
+            "name: rename the columns (e.g. 0 and '0', or a column 'g=a' beside a categorical "
+            "'g' with level 'a')")
+
+
+def encode_covariates(X: pd.DataFrame, *, drop_identifiers: bool = True) -> pd.DataFrame:
     """One-hot encode string, object and categorical columns; booleans become 0/1.
 
     Every level gets its own indicator column named ``column=level`` (no level is dropped: a
     balancing kernel and a balance table both want every level). Missing values are left as
     NaN in every indicator so that validation reports them against the original column.
+
+    With ``drop_identifiers``, columns that identify rows (see :func:`_is_identifier`: a text
+    id unique per row, a saved pandas index ``Unnamed: N``, a running integer index) are dropped
+    with an :class:`~cina.errors.IdentifierColumnWarning` naming them: one-hot encoding an id
+    gives one covariate per unit, and an index column is no covariate.
     """
     if X.columns.duplicated().any():
         dup = sorted({str(c) for c in X.columns[X.columns.duplicated()]})
         raise CInAValidationError(
             f"duplicated covariate column names: {dup}; every column needs a unique name"
         )
+    _check_unique_names([str(c) for c in X.columns], "once written as text")
     parts: list[pd.DataFrame | pd.Series] = []
+    identifiers = [str(name) for name in X.columns
+                   if drop_identifiers and _is_identifier(str(name), X[name])]
+    if identifiers:
+        if len(identifiers) == X.shape[1]:
+            raise CInAValidationError(
+                f"every covariate column identifies rows (unique per row): {identifiers[:10]}; "
+                "nothing to balance on")
+        warnings.warn(
+            f"dropping {len(identifiers)} column(s) that identify rows rather than describe "
+            f"units (unique per row: an id, a saved index or a running index): "
+            f"{identifiers[:10]}", IdentifierColumnWarning, stacklevel=4)
     for name in X.columns:
+        if str(name) in identifiers:
+            continue
         col = X[name]
         if pd.api.types.is_bool_dtype(col.dtype):
             parts.append(col.astype(float).rename(str(name)))
@@ -91,7 +155,44 @@ def encode_covariates(X: pd.DataFrame) -> pd.DataFrame:
             parts.append(pd.to_numeric(col, errors="coerce").astype(float).rename(str(name)))
     if not parts:
         return pd.DataFrame(index=X.index)
-    return pd.concat(parts, axis=1)
+    out = pd.concat(parts, axis=1)
+    _check_unique_names([str(c) for c in out.columns], "after one-hot encoding")
+    out.attrs["dropped_identifier"] = identifiers
+    return out
+
+
+def _as_array(values, what: str) -> np.ndarray:
+    """np.array(values) (a copy), with clear errors for what numpy would take badly: sparse
+    matrices (densified), ragged nested lists, complex numbers."""
+    if _is_sparse(values):
+        values = values.toarray(order="C")
+    try:
+        arr = np.array(values, copy=True)
+    except ValueError as exc:
+        if "inhomogeneous" in str(exc) or "sequence" in str(exc):
+            raise CInAValidationError(
+                f"{what} must be a rectangular table: its rows have different lengths (a ragged "
+                "list); pass a 2-D array or a DataFrame") from None
+        raise
+    if arr.dtype == object and arr.ndim >= 1 and any(
+            isinstance(v, (list, tuple, np.ndarray)) for v in arr.ravel()[:1000]):
+        raise CInAValidationError(
+            f"{what} must be a rectangular table of numbers: it holds nested sequences of "
+            "different lengths (a ragged list)")
+    if np.iscomplexobj(arr) or (arr.dtype == object and any(
+            isinstance(v, complex) for v in arr.ravel()[:1000])):
+        raise CInAValidationError(
+            f"{what} holds complex numbers; cina needs real numbers (the imaginary part would be "
+            "lost)")
+    return arr
+
+
+def _is_sparse(values) -> bool:
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        return False
+    return sp.issparse(values)
 
 
 def _as_1d(values, what: str) -> tuple[np.ndarray, pd.Index | None]:
@@ -101,7 +202,7 @@ def _as_1d(values, what: str) -> tuple[np.ndarray, pd.Index | None]:
             raise CInAValidationError(
                 f"{what} must be one column; received a DataFrame with {values.shape[1]} columns")
         values = values.iloc[:, 0]
-    arr = np.asarray(values.to_numpy() if isinstance(values, pd.Series) else values)
+    arr = _as_array(values.to_numpy() if isinstance(values, pd.Series) else values, what)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
     if arr.ndim != 1:
@@ -171,7 +272,10 @@ def validate_inputs(
 
     Parameters
     ----------
-    X : array-like (n, d) or DataFrame. Strings and categoricals are one-hot encoded.
+    X : array-like (n, d), a scipy sparse matrix (densified: the kernel is dense in the
+        covariates anyway) or DataFrame. Strings and categoricals are one-hot encoded. Columns
+        that identify rows (a text id, a saved index ``Unnamed: N``, a running integer index)
+        are dropped with an :class:`~cina.errors.IdentifierColumnWarning`.
     t : array-like (n,) of two levels; 0/1 or booleans unless ``treated_level`` is given.
     y : array-like (n,) numeric outcome, or None when ``require_outcome`` is False.
     """
@@ -183,12 +287,20 @@ def validate_inputs(
         index = X.index
         if X.shape[1] == 0:
             raise CInAValidationError("X has no covariate columns")
+        complex_cols = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True)
+                        if pd.api.types.is_complex_dtype(dt)]
+        if complex_cols:
+            raise CInAValidationError(
+                f"covariate column(s) {complex_cols[:10]} hold complex numbers; cina needs real "
+                "numbers (the imaginary part would be lost)")
         frame = encode_covariates(X)
+        identifiers = list(frame.attrs.get("dropped_identifier", []))
         names = [str(c) for c in frame.columns]
         Xa = frame.to_numpy(dtype=float, copy=True)
     else:
         index = None
-        Xa = np.array(X, copy=True)
+        identifiers = []
+        Xa = _as_array(X, "X")
         if Xa.ndim == 1:
             raise CInAValidationError(
                 f"X must be two-dimensional (units x covariates); received a 1-D array of "
@@ -210,6 +322,23 @@ def validate_inputs(
                 f"feature_names has {len(names)} names but X has {Xa.shape[1]} columns")
         if len(set(names)) != len(names):
             raise CInAValidationError("feature_names contains duplicated names")
+        if Xa.shape[0] >= IDENTIFIER_MIN_ROWS:
+            ids = [j for j in range(Xa.shape[1])
+                   if np.all(np.isfinite(Xa[:, j])) and _is_identifier(names[j],
+                                                                       pd.Series(Xa[:, j]))]
+            if ids:
+                identifiers = [names[j] for j in ids]
+                if len(ids) == Xa.shape[1]:
+                    raise CInAValidationError(
+                        f"every covariate column identifies rows (unique consecutive integers: "
+                        f"a running index): {identifiers[:10]}; nothing to balance on")
+                warnings.warn(
+                    f"dropping {len(ids)} column(s) that identify rows rather than describe "
+                    f"units (a running integer index): {identifiers[:10]}",
+                    IdentifierColumnWarning, stacklevel=3)
+                keep = np.setdiff1d(np.arange(Xa.shape[1]), ids)
+                Xa = Xa[:, keep]
+                names = [names[j] for j in keep]
     n = Xa.shape[0]
     if n == 0:
         raise CInAValidationError("X has no rows")
@@ -265,4 +394,4 @@ def validate_inputs(
         Xa = Xa[:, ~const]
         names = [nm for nm, c in zip(names, const, strict=True) if not c]
     return ValidatedData(X=Xa, t=tv, y=ya, feature_names=names, index=index,
-                         dropped_constant=dropped)
+                         dropped_constant=dropped, dropped_identifier=identifiers)

@@ -7,23 +7,51 @@ ending in ``_``. Subclasses implement only ``_fit_validated`` (and declare ``_su
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from ._threads import fit_threads
 from ._validation import ValidatedData, validate_inputs
 from .errors import CInAValidationError, NotFittedError
 from .results import EffectResult
 
-__all__ = ["EffectEstimator", "check_is_fitted"]
+__all__ = ["EffectEstimator", "check_is_fitted", "FITTED_ATTRIBUTES"]
+
+#: the attributes ``fit`` sets; each raises :class:`~cina.errors.NotFittedError` before fit
+FITTED_ATTRIBUTES = ("result_", "data_", "effect_", "se_", "weights_", "n_features_in_",
+                     "feature_names_in_")
+#: outcomes larger than this in absolute value are fitted on y / 2^k (squares of ~1e154 and
+#: above overflow float64; dividing by a power of two is exact)
+OUTCOME_RESCALE_ABOVE = 1e100
+
+# facts of ``info`` in the outcome's units, scaled back with the estimate
+_OUTCOME_UNIT_INFO = ("outcome_model_effect", "mean_treated", "mean_control")
+
+
+def _not_fitted(est) -> NotFittedError:
+    return NotFittedError(
+        f"this {type(est).__name__} is not fitted yet; call fit(X, t, y) first")
 
 
 def check_is_fitted(est) -> None:
-    if not hasattr(est, "result_"):
-        raise NotFittedError(
-            f"this {type(est).__name__} is not fitted yet; call fit(X, t, y) first")
+    if "result_" not in vars(est):
+        raise _not_fitted(est)
+
+
+def _outcome_scale(y: np.ndarray | None) -> float:
+    """1.0, or the power of two that brings outcomes above :data:`OUTCOME_RESCALE_ABOVE` into
+    [-1, 1]."""
+    if y is None or y.size == 0:
+        return 1.0
+    top = float(np.max(np.abs(y)))
+    if not top > OUTCOME_RESCALE_ABOVE:
+        return 1.0
+    return 2.0 ** math.ceil(math.log2(top))
 
 
 class EffectEstimator(BaseEstimator):
@@ -66,12 +94,43 @@ class EffectEstimator(BaseEstimator):
             outcome_name=str(getattr(y, "name", None) or "y"))
         return self.fit_validated(data)
 
+    def __getattr__(self, name: str):
+        # called only when normal lookup fails: a fitted attribute before fit is NotFittedError
+        prop = getattr(type(self), name, None)
+        if isinstance(prop, property):  # a property raised AttributeError: let it speak
+            return prop.fget(self)
+        if name in FITTED_ATTRIBUTES:
+            if "result_" not in vars(self):
+                raise _not_fitted(self)
+            raise AttributeError(f"{type(self).__name__} has no {name!r}" + (
+                ": this method does not produce weights" if name == "weights_" else ""))
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def fit_validated(self, data: ValidatedData) -> EffectEstimator:
-        """Fit on already validated data (the benchmark harness and CLI validate once)."""
+        """Fit on already validated data (the benchmark harness and CLI validate once).
+
+        Outcomes of magnitude above :data:`OUTCOME_RESCALE_ABOVE` are fitted on y / 2^k (exact)
+        and the estimate, the standard error and the outcome-unit facts of ``info`` scaled back,
+        so that squares and variances cannot overflow (``info["outcome_scale"]`` = 2^k).
+        """
         self._check_estimand()
         setup = self._prepare()  # once-per-process loads, reported apart from the fit's time
         start = time.perf_counter()
-        result = self._fit_validated(data)
+        scale = _outcome_scale(data.y)
+        fit_data = data if scale == 1.0 else dataclasses.replace(data, y=data.y / scale)
+        # the thread policy (cina._threads): BLAS/OpenMP/torch threads for this fit, restored
+        # afterwards; the estimator's n_jobs, else CINA_NUM_THREADS, else by size and load
+        with fit_threads(getattr(self, "n_jobs", None), data.n) as threads:
+            result = self._fit_validated(fit_data)
+        result.info["threads"] = threads.threads
+        result.info["threads_rule"] = threads.rule
+        if scale != 1.0:
+            result.estimate = float(result.estimate) * scale
+            result.se = None if result.se is None else float(result.se) * scale
+            for key in _OUTCOME_UNIT_INFO:
+                if isinstance(result.info.get(key), float):
+                    result.info[key] *= scale
+            result.info["outcome_scale"] = scale
         result.seconds = time.perf_counter() - start
         if setup > 0:
             result.info["seconds_setup"] = setup
@@ -145,3 +204,19 @@ class EffectEstimator(BaseEstimator):
     def ess_(self) -> dict[str, float]:
         check_is_fitted(self)
         return {"treated": self.result_.ess_treated, "control": self.result_.ess_control}
+
+    # -- what an analyst needs around the estimate (cina.report, cina.sensitivity) ----------
+    def sensitivity(self, **options):
+        """Omitted-variable-bias sensitivity to an unobserved confounder, built on the weights
+        (a :class:`cina.sensitivity.SensitivityResult`; options: :func:`cina.sensitivity.
+        sensitivity`, docs/sensitivity.md)."""
+        from .sensitivity import sensitivity
+
+        return sensitivity(self, **options)
+
+    def report(self, path, **options):
+        """Write the one-file HTML report of this fit to ``path`` (options:
+        :func:`cina.report.write_report`, docs/report.md); returns the path."""
+        from .report import write_report
+
+        return write_report(self, path, **options)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .results import effective_sample_size
+from .rules import (
+    BALANCE_THRESHOLD,
+    effective_sample_fraction,
+    effective_sample_size,
+    rescale_huge_columns,
+)
 
-__all__ = ["balance_table", "effective_sample_size", "weighted_mean_var"]
+__all__ = ["balance_table", "balance_summary", "max_abs_smd", "effective_sample_size",
+           "effective_sample_fraction", "weighted_mean_var", "BALANCE_THRESHOLD"]
 
 
 def weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -18,18 +24,10 @@ def weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mean, var
 
 
-def balance_table(X: np.ndarray, t: np.ndarray, weights: np.ndarray, *,
-                  feature_names: list[str] | None = None, estimand: str = "ate") -> pd.DataFrame:
-    """One row per covariate: means per arm and the absolute standardised mean difference (SMD)
-    and variance ratio (treated / control) before and after weighting.
-
-    The SMD's denominator is the same before and after weighting: for the ATE the pooled
-    unweighted standard deviation sqrt((s1^2 + s0^2) / 2), for the ATT the treated arm's s1
-    (the population being targeted). The customary threshold for good balance is |SMD| < 0.1.
-    """
-    X = np.asarray(X, dtype=float)
-    t = np.asarray(t)
-    names = feature_names or [f"x{j}" for j in range(X.shape[1])]
+def _arm_moments(X: np.ndarray, t: np.ndarray, weights: np.ndarray, estimand: str):
+    """Per-arm means and variances before and after weighting, and the SMD's denominator
+    (columns above 1e100 in magnitude rescaled exactly first, so variances cannot overflow)."""
+    X = rescale_huge_columns(X)
     x1, x0 = X[t == 1], X[t == 0]
     m1, v1 = x1.mean(axis=0), x1.var(axis=0)
     m0, v0 = x0.mean(axis=0), x0.var(axis=0)
@@ -37,6 +35,33 @@ def balance_table(X: np.ndarray, t: np.ndarray, weights: np.ndarray, *,
     denom = np.where(denom > 0, denom, 1.0)
     wm1, wv1 = weighted_mean_var(x1, weights[t == 1])
     wm0, wv0 = weighted_mean_var(x0, weights[t == 0])
+    return m1, v1, m0, v0, denom, wm1, wv1, wm0, wv0
+
+
+def max_abs_smd(X: np.ndarray, t: np.ndarray, weights: np.ndarray, estimand: str = "ate"
+                ) -> float:
+    """The largest absolute standardised mean difference after weighting (the ``smd_after``
+    column of :func:`balance_table`, without building the table)."""
+    X = np.asarray(X, dtype=float)
+    t = np.asarray(t)
+    _, _, _, _, denom, wm1, _, wm0, _ = _arm_moments(X, t, weights, estimand)
+    return float((np.abs(wm1 - wm0) / denom).max())
+
+
+def balance_table(X: np.ndarray, t: np.ndarray, weights: np.ndarray, *,
+                  feature_names: list[str] | None = None, estimand: str = "ate") -> pd.DataFrame:
+    """One row per covariate: means per arm and the absolute standardised mean difference (SMD)
+    and variance ratio (treated / control) before and after weighting.
+
+    The SMD's denominator is the same before and after weighting: for the ATE the pooled
+    unweighted standard deviation sqrt((s1^2 + s0^2) / 2), for the ATT the treated arm's s1
+    (the population being targeted). The customary threshold for good balance is |SMD| <= 0.1
+    (:data:`cina.rules.BALANCE_THRESHOLD`).
+    """
+    X = np.asarray(X, dtype=float)
+    t = np.asarray(t)
+    names = feature_names or [f"x{j}" for j in range(X.shape[1])]
+    m1, v1, m0, v0, denom, wm1, wv1, wm0, wv0 = _arm_moments(X, t, weights, estimand)
     with np.errstate(divide="ignore", invalid="ignore"):
         vr_before = np.where(v0 > 0, v1 / v0, np.nan)
         vr_after = np.where(wv0 > 0, wv1 / wv0, np.nan)
@@ -52,8 +77,9 @@ def balance_table(X: np.ndarray, t: np.ndarray, weights: np.ndarray, *,
     }, index=pd.Index(names, name="covariate"))
 
 
-def balance_summary(table: pd.DataFrame, threshold: float = 0.1) -> dict:
-    """Headline numbers of a balance table: max and mean |SMD| before/after, count over 0.1."""
+def balance_summary(table: pd.DataFrame, threshold: float = BALANCE_THRESHOLD) -> dict:
+    """Headline numbers of a balance table: max and mean |SMD| before/after, count over the
+    threshold (default :data:`cina.rules.BALANCE_THRESHOLD`)."""
     return {
         "max_smd_before": float(table["smd_before"].max()),
         "max_smd_after": float(table["smd_after"].max()),
@@ -64,5 +90,3 @@ def balance_summary(table: pd.DataFrame, threshold: float = 0.1) -> dict:
         "n_covariates": int(len(table)),
     }
 
-
-__all__ += ["balance_summary"]

@@ -7,6 +7,8 @@ and what was received, and name the column where there is one.
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
 
 class CInAError(Exception):
     """Base class of every error raised on purpose by cina."""
@@ -20,8 +22,10 @@ class DataFileError(CInAValidationError):
     """A data file is missing, unreadable, empty or of an unknown format."""
 
 
-class NotFittedError(CInAError, AttributeError):
-    """An estimator was used before ``fit``."""
+class NotFittedError(CInAError, _SklearnNotFittedError):
+    """An estimator was used before ``fit``. Also scikit-learn's ``NotFittedError`` (and so a
+    ``ValueError`` and an ``AttributeError``), so that ``except`` clauses written for either
+    library catch it."""
 
 
 class ConvergenceError(CInAError, RuntimeError):
@@ -43,6 +47,11 @@ class CInAWarning(UserWarning):
 
 class DataWarning(CInAWarning):
     """The data was changed on the way in (a constant covariate dropped, say)."""
+
+
+class IdentifierColumnWarning(DataWarning):
+    """A column that identifies rows (unique per row: an id, a running index, a saved pandas
+    index such as ``Unnamed: 0``) was dropped from the covariates."""
 
 
 class OutOfRangeWarning(CInAWarning):

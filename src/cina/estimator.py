@@ -1,48 +1,37 @@
 """The user-facing estimator :class:`CInA`.
 
-Data flow: validated inputs -> standardised covariates z -> kernel (bandwidth rule) -> lam rule ->
-weights (exact QP | Algorithm 1 | zero-shot model) -> tau_hat = sum alpha w y -> standard error
--> results and diagnostics. Nothing flows back.
+``CInA._fit_validated`` reads as the method: key map (standardised covariates) -> bandwidth rule
+-> lam rule -> weight solver on the kernel operator (:mod:`cina.kernels`, :mod:`cina.solvers`)
+-> balance guard -> effect and standard error (:mod:`cina.effect`) -> result. Each stage is one
+small method or function; nothing flows back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
-import warnings
 
 import numpy as np
 
-from ._threads import blas_threads_for
+from ._threads import check_n_jobs
 from ._validation import ValidatedData
-from .balancing import resolve_bandwidth, solve_balancing_weights, standardize
-from .balancing.kernel import attention_kernel
-from .balancing.outcome import gp_loo_residuals, gp_outcome_fit
-from .balancing.tuning import LAM_MIN, select_lam_rel
+from .balancing import resolve_bandwidth, standardize
+from .balancing.tuning import LAM_MIN, balance_guard, select_lam_rel
 from .balancing.weights import check_options
 from .base import EffectEstimator
-from .diagnostics import balance_table
-from .errors import CInAValidationError, CInAWarning
-from .inference import weighting_se
+from .diagnostics import max_abs_smd
+from .effect import OUTCOME_MODELS, VARIANCE_ESTIMATES, balancing_effect
+from .errors import CInAValidationError
+from .kernels import kernel_class, kernel_kinds, make_kernel, resolve_kernel_kind
 from .results import EffectResult
+from .rules import BALANCE_THRESHOLD
+from .solvers import SOLVERS, BalancingProblem, SolverOptions, WeightSolver, solver_class
 
-__all__ = ["CInA", "CINA_METHODS"]
+__all__ = ["CInA", "CINA_METHODS", "AUGMENT_MODELS"]
 
-CINA_METHODS = ("exact", "fit", "zero-shot")
-# exact and fit hold N x N float64 matrices (the kernel, and the QP's Hessian or the Cholesky
-# factor): 20,000 units is 3.2 GB each; beyond that use the zero-shot model (O(N) memory).
-MAX_N_DENSE = {"exact": 20_000, "fit": 10_000}
-
-
-FIT_MAX_ITER, FIT_TOL = 3000, 1e-6  # Algorithm 1's default stopping rule
-
-AUGMENT_MODELS = (None, "gbm", "kernel")
-SMD_GUARD = 0.1  # the customary threshold of good balance
-
-
-def _max_smd(X: np.ndarray, t: np.ndarray, alpha: np.ndarray, estimand: str) -> float:
-    return float(balance_table(X, t, alpha, estimand=estimand)["smd_after"].max())
+#: the registered weight solvers' names (``method=``)
+CINA_METHODS = tuple(SOLVERS)
+AUGMENT_MODELS = (None, *OUTCOME_MODELS)
 
 
 class _StageClock:
@@ -78,10 +67,10 @@ class CInA(EffectEstimator):
         0.1, down to 0.01); see docs/method_notes.md section 2.
     bandwidth : kernel bandwidth (a squared length scale of the standardised covariates); None or
         "median" is the median heuristic, "sqrt_d"/"d" the fixed rules of the paper's setting.
-    penalty : "squared_hinge" (ridge on the weights, METHOD section 3) or "hinge" (the plain-hinge
-        variant: weights capped at 1 / (lam_rel n_arm), no ridge).
+    penalty : "squared_hinge" (ridge on the weights, docs/method_notes.md section 3) or "hinge"
+        (the plain-hinge variant: weights capped at 1 / (lam_rel n_arm), no ridge; exact only).
     learn_kernel : Algorithm 1 only. False freezes the key map (exactly the QP); "linear" or "mlp"
-        learns it by minimising the same loss, with the guards of :mod:`cina.fit`.
+        learns it by minimising the same loss, with the guards of :mod:`cina.solvers.attention_fit`.
     random_state : seed for every random choice (subsampling in rules, initialisations).
     dtype : "float64" (default, exact) or "float32" for Algorithm 1.
     max_iter, tol : stopping rule of the iterative methods; None is the method's default.
@@ -99,6 +88,16 @@ class CInA(EffectEstimator):
         (y_i - m_{t_i}(x_i)) with per-arm outcome models m_a: 5-fold cross-fitted histogram
         gradient boosting ("gbm") or the GP posterior mean with the balancing kernel ("kernel").
         The weights are the same; the se uses the outcome model's out-of-sample residuals.
+    kernel : how the kernel operator is held (:mod:`cina.kernels`): "auto" (default) takes the
+        dense n x n matrix while it fits the method's memory budget and N is below
+        :data:`cina.kernels.LOWRANK_FROM`, and the low-rank Nystrom factor (m = 256 landmarks,
+        O(N m) memory and time per mat-vec) beyond; "dense", "nystrom",
+        "random-features" or "streamed" (O(N) memory, O(N^2) time) force one. See
+        docs/method_notes.md section 11 for the low-rank operators' accuracy.
+    n_jobs : threads of the fit (BLAS, OpenMP, torch): None (default) follows the thread
+        policy (``CINA_NUM_THREADS`` if set, else one thread up to 2,000 units and otherwise
+        the cores not busy with other tasks at the fit's start, docs/method_notes.md section
+        12); a positive count, or -1 for every available core, forces it.
     """
 
     _is_weighting = True
@@ -108,7 +107,8 @@ class CInA(EffectEstimator):
                  learn_kernel=False, random_state: int = 0, dtype: str = "float64",
                  max_iter: int | None = None, tol: float | None = None,
                  variance: str = "kernel",
-                 n_neighbors_se: int = 3, augment: str | None = None):
+                 n_neighbors_se: int = 3, augment: str | None = None, kernel: str = "auto",
+                 n_jobs: int | None = None):
         self.method = method
         self.estimand = estimand
         self.balance = balance
@@ -123,22 +123,27 @@ class CInA(EffectEstimator):
         self.variance = variance
         self.n_neighbors_se = n_neighbors_se
         self.augment = augment
+        self.kernel = kernel
+        self.n_jobs = n_jobs
 
     @property
     def method_name(self) -> str:  # type: ignore[override]
         return self.method
 
     def _check_settings(self) -> None:
-        if self.method not in CINA_METHODS:
+        if self.method not in SOLVERS:
             raise CInAValidationError(
                 f"method must be one of {CINA_METHODS}; received {self.method!r}")
         check_options(self.balance, self.estimand, self.penalty)
         if self.augment not in AUGMENT_MODELS:
             raise CInAValidationError(
                 f"augment must be one of {AUGMENT_MODELS}; received {self.augment!r}")
-        if self.variance not in ("kernel", "matching"):
+        if self.variance not in VARIANCE_ESTIMATES:
             raise CInAValidationError(
                 f"variance must be 'kernel' or 'matching'; received {self.variance!r}")
+        if not isinstance(self.kernel, str) or self.kernel not in kernel_kinds():
+            raise CInAValidationError(
+                f"kernel must be one of {kernel_kinds()}; received {self.kernel!r}")
         if self.max_iter is not None and (isinstance(self.max_iter, bool) or
                                           not isinstance(self.max_iter, (int, np.integer)) or
                                           self.max_iter < 0):
@@ -151,136 +156,88 @@ class CInA(EffectEstimator):
         if self.lam_rel is not None and (not np.isfinite(self.lam_rel) or self.lam_rel <= 0):
             raise CInAValidationError(
                 f"lam_rel must be a positive number or None; received {self.lam_rel!r}")
-
-    def _weights(self, Z: np.ndarray, t: np.ndarray, K, bw: float,
-                 lam_rel: float) -> tuple[np.ndarray, dict]:
-        """Balancing weights for one lam by the chosen method, and what the method reports.
-        ``K``: the kernel matrix (exact), the prepared zero-shot model (zero-shot) or None."""
-        if self.method == "zero-shot":
-            return K(lam_rel, extra_steps=self.max_iter, extra_tol=self.tol)
-        if self.method == "exact":
-            with blas_threads_for(len(t)):
-                sol = solve_balancing_weights(K, t, lam_rel, balance=self.balance,
-                                              estimand=self.estimand, penalty=self.penalty)
-            return sol.alpha, {"objective": sol.objective, "mmd2": sol.mmd2,
-                               "kkt_residual": sol.kkt_residual}
-        from .fit import fit_balancing_attention
-
-        res = fit_balancing_attention(
-            Z, t, bandwidth=bw, lam_rel=lam_rel, balance=self.balance, estimand=self.estimand,
-            learn_kernel=self.learn_kernel, dtype=self.dtype,
-            max_iter=FIT_MAX_ITER if self.max_iter is None else self.max_iter,
-            tol=FIT_TOL if self.tol is None else self.tol, seed=self.random_state)
-        return res.alpha, res.info
-
-    def _augmented(self, data: ValidatedData, Z: np.ndarray, bw: float, gp_lam: float,
-                   alpha: np.ndarray) -> tuple[float, float, dict]:
-        """Augmented balancing estimate (docs/method_notes.md, section 8) and its se."""
-        t, y = data.t, data.y
-        if self.augment == "kernel":
-            m0, m1, resid = gp_outcome_fit(Z, t, y, bandwidth=bw, ridge=gp_lam,
-                                           seed=self.random_state)
-        else:  # "gbm": cross-fitted gradient boosting per arm
-            from sklearn.ensemble import HistGradientBoostingRegressor
-
-            from .baselines._common import cross_fit_folds, cross_fit_outcomes
-
-            folds = cross_fit_folds(t, min(5, data.n_treated, data.n_control),
-                                    self.random_state)
-            m0, m1 = cross_fit_outcomes(data.X, t, y, folds, HistGradientBoostingRegressor(),
-                                        self.random_state)
-            resid = y - np.where(t == 1, m1, m0)
-        target = np.ones(data.n, bool) if self.estimand == "ate" else t == 1
-        w = 2.0 * t - 1.0
-        fitted = np.where(t == 1, m1, m0)
-        estimate = float(np.mean(m1[target] - m0[target]) + np.sum(alpha * w * (y - fitted)))
-        se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
-        return estimate, se, {"augment": self.augment,
-                              "outcome_model_effect": float(np.mean(m1[target] - m0[target]))}
-
-    def _guarded_weights(self, data: ValidatedData, Z: np.ndarray, bw: float, lam_rel: float
-                         ) -> tuple[np.ndarray, float, dict, int]:
-        """The weights by the chosen method (its kernel built once), after the balance guard
-        of the lam rule when lam is data-driven: (alpha, lam_rel used, method info, guard
-        steps)."""
-        if self.method == "exact":
-            K = attention_kernel(Z, bw)
-        elif self.method == "zero-shot":  # the model with this dataset's kernel, built once
-            from .zeroshot import ZeroShotBalancing
-
-            K = ZeroShotBalancing(Z, data.t, estimand=self.estimand, balance=self.balance,
-                                  bandwidth=bw)
-        else:
-            K = None
-        alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
-        steps = 0
-        if self.lam_rel is None:
-            # balance guard of the lam rule (docs/method_notes.md, section 2): the GP ratio
-            # absorbs outcome-model misfit as noise; where its lam leaves a covariate visibly
-            # imbalanced (|SMD| > 0.1), lam is divided by 3 until balance is reached or LAM_MIN
-            while lam_rel > LAM_MIN and _max_smd(data.X, data.t, alpha, self.estimand) > \
-                    SMD_GUARD:
-                lam_rel = max(lam_rel / 3.0, LAM_MIN)
-                with warnings.catch_warnings():  # the first call already warned about the input
-                    warnings.simplefilter("ignore", CInAWarning)
-                    alpha, weight_info = self._weights(Z, data.t, K, bw, lam_rel)
-                steps += 1
-        return alpha, lam_rel, weight_info, steps
+        check_n_jobs(self.n_jobs)
 
     def _prepare(self) -> float:
-        if self.method != "zero-shot":
+        """The solver's once-per-process setup (the zero-shot model's load), timed apart."""
+        if self.method not in SOLVERS:  # the fit reports the unknown method
             return 0.0
-        loaded = sys.modules.get("cina.model.checkpoint")  # without importing torch
-        if loaded is not None and loaded.is_pretrained_loaded():
-            return 0.0
-        start = time.perf_counter()
-        from .model.checkpoint import load_pretrained
+        return solver_class(self.method).setup()
 
-        load_pretrained()  # imports torch and reads the shipped model (cached afterwards)
-        return time.perf_counter() - start
-
-    def _fit_validated(self, data: ValidatedData) -> EffectResult:
-        self._check_settings()
-        limit = MAX_N_DENSE.get(self.method)
+    # -- the stages of the fit -----------------------------------------------------------------
+    def _kernel_kind(self, solver: type[WeightSolver], data: ValidatedData) -> str:
+        """The kernel form for this solver and size, refused before any work when the solver
+        cannot take this many units on it."""
+        settings = solver.kernel_settings()
+        kind = resolve_kernel_kind(self.kernel, data.n, data.d, dtype=settings["dtype"],
+                                   dense_budget_bytes=settings["dense_budget_bytes"])
+        limit = solver.size_limit(kernel_class(kind, settings["dtype"]))
         if limit is not None and data.n > limit:
             raise CInAValidationError(
                 f"method={self.method!r} builds N x N matrices and is limited to {limit:,} units; "
                 f"received {data.n:,}. Use method='zero-shot' (O(N) memory) or subsample")
+        return kind
+
+    @staticmethod
+    def _keys(data: ValidatedData) -> np.ndarray:
+        """The kernel's keys: the covariates standardised over the whole sample."""
+        return standardize(data.X)[0]
+
+    def _lam_rule(self, Z: np.ndarray, data: ValidatedData, bw: float) -> tuple[float, dict]:
+        """The GP noise-to-signal ratio: the data-driven lam, and the ridge of the residual
+        model behind the standard error (computed on <= 1,000 units, whatever N)."""
+        return select_lam_rel(Z, data.t, data.y, bandwidth=bw, balance=self.balance,
+                              estimand=self.estimand, seed=self.random_state)
+
+    def _weights(self, data: ValidatedData, Z: np.ndarray, bw: float, lam_rel: float,
+                 solver: type[WeightSolver], kind: str) -> tuple[np.ndarray, float, dict, int]:
+        """The dataset's kernel operator and the solver prepared on it (both freed on return),
+        the weights, and with a data-driven lam the balance guard: (alpha, lam_rel used,
+        solver info, guard steps)."""
+        kernel = make_kernel(Z, bw, kind, **solver.kernel_settings(),
+                             random_state=self.random_state)
+        prepared = solver(kernel, BalancingProblem(data.t, self.balance, self.estimand,
+                                                   self.penalty),
+                          SolverOptions(max_iter=self.max_iter, tol=self.tol,
+                                        random_state=self.random_state, dtype=self.dtype,
+                                        learn_kernel=self.learn_kernel))
+        if self.lam_rel is not None:
+            alpha, info = prepared(lam_rel)
+            return alpha, lam_rel, info, 0
+        # the balance guard of the lam rule (docs/method_notes.md section 2)
+        return balance_guard(prepared, lam_rel,
+                             lambda a: max_abs_smd(data.X, data.t, a, self.estimand),
+                             threshold=BALANCE_THRESHOLD, floor=LAM_MIN)
+
+    def _fit_validated(self, data: ValidatedData) -> EffectResult:
+        self._check_settings()
+        solver = solver_class(self.method)
+        kind = self._kernel_kind(solver, data)
         clock = _StageClock()
         with clock("bandwidth"):
-            Z, _, _ = standardize(data.X)
+            Z = self._keys(data)
             bw = resolve_bandwidth(Z, self.bandwidth)
-        # the GP noise-to-signal ratio: the data-driven lam, and the ridge of the residual model
-        # behind the standard error (computed on <= 1,000 units, whatever N)
         with clock("lam_rule"):
-            gp_lam, lam_info = select_lam_rel(Z, data.t, data.y, bandwidth=bw,
-                                              balance=self.balance, estimand=self.estimand,
-                                              seed=self.random_state)
+            gp_lam, lam_info = self._lam_rule(Z, data, bw)
         lam_rel = gp_lam if self.lam_rel is None else float(self.lam_rel)
         info: dict = {"bandwidth": bw,
                       **(lam_info if self.lam_rel is None else {"lam_rule": "given"})}
         with clock("weights"):  # kernel and weights, balance guard included
-            alpha, lam_rel, weight_info, guard_steps = self._guarded_weights(data, Z, bw,
-                                                                             lam_rel)
+            alpha, lam_rel, weight_info, guard_steps = self._weights(data, Z, bw, lam_rel,
+                                                                     solver, kind)
         if self.lam_rel is None:
             info["lam_guard_steps"] = guard_steps
         info["lam_rel"] = lam_rel
+        info["kernel"] = kind
         info.update(weight_info)
         with clock("standard_error" if self.augment is None else "outcome_model"):
-            w = 2.0 * data.t - 1.0
-            if self.augment is None:
-                estimate = float(np.sum(alpha * w * data.y))
-                if self.variance == "kernel":
-                    resid = gp_loo_residuals(Z, data.t, data.y, bandwidth=bw, ridge=gp_lam,
-                                             seed=self.random_state)
-                    se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
-                else:
-                    se = weighting_se(Z, data.t, data.y, alpha, self.n_neighbors_se)
-            else:
-                estimate, se, aug_info = self._augmented(data, Z, bw, gp_lam, alpha)
-                info.update(aug_info)
+            effect = balancing_effect(alpha, X=data.X, Z=Z, t=data.t, y=data.y,
+                                      estimand=self.estimand, bandwidth=bw, ridge=gp_lam,
+                                      augment=self.augment, variance=self.variance,
+                                      n_neighbors=self.n_neighbors_se, seed=self.random_state)
+        info.update(effect.info)
         info["seconds_by_stage"] = clock.seconds
-        return EffectResult(estimate=estimate, se=se, estimand=self.estimand,
+        return EffectResult(estimate=effect.estimate, se=effect.se, estimand=self.estimand,
                             method=self.method, n=data.n, n_treated=data.n_treated,
                             n_control=data.n_control, seconds=0.0, weights=alpha, t=data.t,
                             info=info)

@@ -21,7 +21,8 @@ import pandas as pd
 
 from .errors import CInAValidationError, DataFileError, MissingDependencyError
 
-__all__ = ["read_table", "select_columns", "SUPPORTED_EXTENSIONS", "MissingDependencyError"]
+__all__ = ["read_table", "select_columns", "resolve_treated_level", "SUPPORTED_EXTENSIONS",
+           "MissingDependencyError"]
 
 SUPPORTED_EXTENSIONS = (".csv", ".csv.gz", ".parquet", ".dta")
 """File name endings :func:`read_table` understands (case-insensitive)."""
@@ -45,7 +46,39 @@ def _csv_header(path: Path, compression) -> list | None:
     return list(head.iloc[0]) if len(head) else None
 
 
+_OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _first_line(path: Path, compression) -> str | None:
+    import gzip
+
+    try:
+        opener = gzip.open if compression == "gzip" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            return fh.readline(65536).rstrip("\r\n")
+    except (OSError, EOFError):
+        return None  # the main read reports the problem
+
+
+def _check_separator(path: Path, compression) -> None:
+    """A header with no comma but semicolons (tabs, pipes) is a file written with another
+    separator (a spreadsheet in a locale with decimal commas, say): reading it as comma-separated
+    would give one column named 'a;b;c', so say what the file is instead."""
+    header = _first_line(path, compression)
+    if not header or "," in header:
+        return
+    for sep, name in _OTHER_SEPARATORS.items():
+        if sep in header:
+            shown = header if len(header) <= 60 else header[:57] + "..."
+            raise DataFileError(
+                f"data file {str(path)!r} looks {name}-separated (its header {shown!r} has no "
+                f"comma); cina reads comma-separated .csv files: convert it first, e.g. "
+                f"pandas.read_csv({str(path)!r}, sep={sep!r}).to_csv('data.csv', index=False) "
+                "(add decimal=',' if its numbers use decimal commas)")
+
+
 def _read_csv(path: Path, compression) -> pd.DataFrame:
+    _check_separator(path, compression)
     df = pd.read_csv(path, compression=compression)
     header = _csv_header(path, compression)
     if header is not None and len(header) == df.shape[1] and len(set(header)) < len(header):
@@ -116,7 +149,7 @@ def read_table(path) -> pd.DataFrame:
             df = _read_parquet(p)
         else:
             df = pd.read_stata(p)
-    except MissingDependencyError:
+    except (MissingDependencyError, DataFileError):
         raise
     except pd.errors.EmptyDataError:
         raise DataFileError(f"data file {str(p)!r} is empty (no columns)") from None
@@ -235,3 +268,30 @@ def select_columns(df: pd.DataFrame, treatment, outcome, covariates=None
     t = df[treatment].copy()
     y = df[outcome].copy()
     return X, t, y
+
+
+def resolve_treated_level(t, value: str | None):
+    """The level of the treatment column ``t`` that the text ``value`` names.
+
+    A command line gives every value as text: ``"drug"`` is the string level, ``"2"`` is the
+    number 2 in a numeric column, ``"true"`` is ``True`` in a boolean one. Exact string matches
+    win, then the level whose text is ``value``, then numeric equality. Returns ``value`` itself
+    when no level matches (input validation then lists the levels); None stays None.
+    """
+    if value is None:
+        return None
+    levels = list(dict.fromkeys(v for v in pd.Series(t).dropna().tolist()))
+    for level in levels:
+        if isinstance(level, str) and level == value:
+            return level
+    for level in levels:
+        if str(level) == value or (isinstance(level, bool) and str(level).lower() == value.lower()):
+            return level
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    for level in levels:
+        if isinstance(level, (int, float)) and not isinstance(level, bool) and level == number:
+            return level
+    return value

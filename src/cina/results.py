@@ -9,15 +9,9 @@ import pandas as pd
 from scipy.stats import norm
 
 from .errors import CInAValidationError
+from .rules import effective_sample_size
 
 __all__ = ["EffectResult", "normal_interval", "effective_sample_size"]
-
-
-def effective_sample_size(weights: np.ndarray) -> float:
-    """Kish's effective sample size (sum w)^2 / sum w^2 of nonnegative weights."""
-    w = np.asarray(weights, dtype=float)
-    s2 = float(np.sum(w * w))
-    return float(np.sum(w) ** 2 / s2) if s2 > 0 else 0.0
 
 
 def normal_interval(estimate: float, se: float, alpha: float = 0.05) -> tuple[float, float]:
@@ -82,6 +76,21 @@ class EffectResult:
             "seconds": float(self.seconds),
         }
 
+    def z_test(self) -> tuple[float, float]:
+        """(z statistic, two-sided p-value) of the null "the effect is 0" under the normal
+        approximation; NaN when the method gives no standard error."""
+        if self.se is None or not np.isfinite(self.se) or self.se <= 0:
+            return float("nan"), float("nan")
+        z = float(self.estimate) / float(self.se)
+        return z, float(2.0 * norm.sf(abs(z)))
+
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """One row (indexed by the estimand): the estimate, its standard error, the z statistic
+        and two-sided p-value of a zero effect (EconML's ``zstat``/``pvalue``), the interval,
+        and the facts of :meth:`to_dict`."""
         row = self.to_dict(alpha)
-        return pd.DataFrame([row]).set_index("estimand")
+        z, p = self.z_test()
+        ordered = {k: row[k] for k in ("estimand", "estimate", "se")}
+        ordered.update(zstat=z, pvalue=p)
+        ordered.update({k: v for k, v in row.items() if k not in ordered})
+        return pd.DataFrame([ordered]).set_index("estimand")

@@ -1,4 +1,4 @@
-"""The attention-induced kernel (METHOD section 4), computed in log space.
+"""The attention-induced kernel (docs/method_notes.md section 1), computed in log space.
 
 With queries = keys = q(x) and scores s_ij = q_i . q_j / bandwidth, attention's row normaliser is
 h_i = sum_j exp(s_ij) and the kernel whose SVM the attention layer is reads
@@ -10,7 +10,7 @@ exp(-|z_i - z_j|^2 / 2b) exp(|z_i|^2 / 2b) exp(|z_j|^2 / 2b) shows that this is 
 kernel of squared length scale b, rescaled per unit. That is why the bandwidth is a squared length
 scale and why the median heuristic (b = median |z_i - z_j|^2 / 2, about d for standardised data)
 is the natural data-driven choice; sqrt(d) makes the kernel nearly diagonal at large d
-(METHOD section 9 item 7).
+(docs/method_notes.md section 11, item 3).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from scipy.special import logsumexp
 
 from .._threads import single_threaded_blas
 from ..errors import CInAValidationError
+from ..rules import rescale_huge_columns
 
 __all__ = [
     "standardize",
@@ -36,8 +37,11 @@ BANDWIDTH_RULES = ("median", "sqrt_d", "d")
 
 
 def standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """z-scores per column; columns with zero spread are left centred (scale 1)."""
-    X = np.asarray(X, dtype=float)
+    """z-scores per column; columns with zero spread are left centred (scale 1). Columns of
+    magnitude above 1e100 are first divided by a power of two (:func:`cina.rules.
+    rescale_huge_columns`), so that their variance cannot overflow; the returned mean and scale
+    are then those of the rescaled column."""
+    X = rescale_huge_columns(X)
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -92,7 +96,8 @@ def _upper_triangle(m: int) -> np.ndarray:
 
 def resolve_bandwidth(Z: np.ndarray, bandwidth, *, scale: float = 1.0) -> float:
     """A number is used as given; ``None``/"median" is the median heuristic times ``scale``;
-    "sqrt_d" and "d" are the fixed rules of METHOD section 10, kept for reproduction."""
+    "sqrt_d" and "d" are the fixed rules of the paper and of earlier measurements
+    (docs/method_notes.md section 11, item 3), kept for reproduction."""
     d = Z.shape[1]
     if bandwidth is None or bandwidth == "median":
         return scale * median_bandwidth(Z)

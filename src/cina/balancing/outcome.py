@@ -1,6 +1,6 @@
 """Outcome model for augmented balancing: the Gaussian-process posterior mean per arm.
 
-The augmented (doubly robust) balancing estimator of METHOD section 7 is
+The augmented (doubly robust) balancing estimator (docs/method_notes.md section 8) is
 
     tau_hat = mean_{i in T} [m1(x_i) - m0(x_i)]
               + sum_{t_i=1} alpha_i (y_i - m1(x_i)) - sum_{t_i=0} alpha_i (y_i - m0(x_i)),
@@ -68,9 +68,13 @@ def gp_outcome_fit(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: fl
 
 
 def _per_arm_kernel_ridge(Z, t, y, bandwidth: float, ridge: float, max_units: int, seed: int,
-                          *, predict: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          *, predict: bool, rows: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`gp_outcome_fit`; without ``predict`` only the residuals are filled in (the
     predictions are computed only where a residual needs them: arm units outside the basis).
+    ``rows``: without ``predict``, the residuals wanted outside the basis (None: all; the
+    others are NaN), so that a standard error summed over a sample of a large N costs
+    O(len(rows) max_units) instead of O(N max_units).
 
     [A^{-1}]_ii is the squared norm of column i of L^{-1} (A = L L'): one triangular inverse
     (dtrtri) instead of the full inverse (dpotri = dtrtri + dlauum).
@@ -79,7 +83,8 @@ def _per_arm_kernel_ridge(Z, t, y, bandwidth: float, ridge: float, max_units: in
 
     rng = np.random.default_rng(seed)
     preds = [np.full(len(Z), np.nan), np.full(len(Z), np.nan)]
-    resid = np.empty(len(y))
+    wanted = rows  # (the name ``rows`` is reused for prediction chunks below)
+    resid = np.empty(len(y)) if wanted is None else np.full(len(y), np.nan)
     for arm in (0, 1):
         idx = np.flatnonzero(t == arm)
         basis = np.sort(rng.choice(idx, max_units, replace=False)) if len(idx) > max_units \
@@ -103,6 +108,8 @@ def _per_arm_kernel_ridge(Z, t, y, bandwidth: float, ridge: float, max_units: in
         fit_resid = ridge * coef  # y - fitted on the basis units
         preds[arm][basis] = yb - fit_resid
         rest = np.setdiff1d(idx, basis)
+        if wanted is not None and not predict:
+            rest = np.intersect1d(rest, wanted)
         others = np.setdiff1d(np.arange(len(Z)), basis) if predict else rest
         for start in range(0, len(others), 4096):
             rows = others[start:start + 4096]
@@ -125,6 +132,9 @@ def gp_outcome_predictions(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandw
 
 
 def gp_loo_residuals(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
-                     ridge: float, max_units: int = 1000, seed: int = 0) -> np.ndarray:
-    """Out-of-sample residuals of the per-arm kernel ridge fit (see :func:`gp_outcome_fit`)."""
-    return _per_arm_kernel_ridge(Z, t, y, bandwidth, ridge, max_units, seed, predict=False)[2]
+                     ridge: float, max_units: int = 1000, seed: int = 0,
+                     rows: np.ndarray | None = None) -> np.ndarray:
+    """Out-of-sample residuals of the per-arm kernel ridge fit (see :func:`gp_outcome_fit`);
+    ``rows``: only these units' residuals besides the fit's own units (NaN elsewhere)."""
+    return _per_arm_kernel_ridge(Z, t, y, bandwidth, ridge, max_units, seed, predict=False,
+                                 rows=rows)[2]

@@ -19,14 +19,21 @@ IHDP and on simulations.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+
 import numpy as np
 
 from .._threads import single_threaded_blas
+from ..errors import CInAWarning
+from ..rules import BALANCE_THRESHOLD
 from .kernel import attention_kernel
 
-__all__ = ["select_lam_rel", "LAM_MIN", "LAM_MAX", "LAM_DEFAULT"]
+__all__ = ["select_lam_rel", "balance_guard", "LAM_MIN", "LAM_MAX", "LAM_DEFAULT",
+           "GUARD_FACTOR"]
 
 LAM_MIN, LAM_MAX, LAM_DEFAULT = 0.01, 3.0, 0.1
+GUARD_FACTOR = 3.0  # the balance guard divides lam by this much per step
 
 
 def _stratified_subsample(t: np.ndarray, max_units: int, seed: int) -> np.ndarray:
@@ -126,3 +133,27 @@ def select_lam_rel(Z: np.ndarray, t: np.ndarray, y: np.ndarray | None, *, bandwi
     lam_rel = float(np.clip(r, LAM_MIN, LAM_MAX))
     return lam_rel, {"lam_rule": "gp-marginal-likelihood", "gp_noise_ratio": r,
                      "lam_units": int(len(rows))}
+
+
+def balance_guard(solve: Callable[[float], tuple[np.ndarray, dict]], lam_rel: float,
+                  imbalance: Callable[[np.ndarray], float], *,
+                  threshold: float = BALANCE_THRESHOLD, floor: float = LAM_MIN,
+                  factor: float = GUARD_FACTOR) -> tuple[np.ndarray, float, dict, int]:
+    """The balance guard of the GP rule (docs/method_notes.md section 2).
+
+    The GP ratio absorbs outcome-model misfit as noise; where its lam leaves a covariate visibly
+    imbalanced (``imbalance(alpha)``, the largest |SMD| after weighting, above ``threshold``),
+    lam is divided by ``factor`` until balance is reached or lam reaches ``floor``.
+    ``solve(lam_rel)`` -> (alpha, info) is the prepared weight solver. Returns (alpha, lam_rel
+    used, the solver's info at it, number of guard steps). The solver's warnings are shown for
+    the first lam only (they concern the input, not the lam).
+    """
+    alpha, info = solve(lam_rel)
+    steps = 0
+    while lam_rel > floor and imbalance(alpha) > threshold:
+        lam_rel = max(lam_rel / factor, floor)
+        with warnings.catch_warnings():  # the first call already warned about the input
+            warnings.simplefilter("ignore", CInAWarning)
+            alpha, info = solve(lam_rel)
+        steps += 1
+    return alpha, lam_rel, info, steps

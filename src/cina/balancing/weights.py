@@ -1,12 +1,13 @@
 """Optimal balancing weights for a given kernel: the paper's mutual problem (P) and the
-target-population problems that remove the estimand drift (METHOD sections 2, 3 and 7).
+target-population problems that remove the estimand drift (docs/method_notes.md sections 3, 4
+and 11).
 
 Notation: K is the (normalised) kernel matrix, t the 0/1 treatment, w = 2t - 1, lam the ridge.
 
 * ``balance="mutual"`` (the paper's (P)): one simplex per arm,
       min_alpha  alpha' K_w alpha + lam |alpha|^2,   [K_w]_ij = w_i w_j k_ij.
   Its SVM dual variables are b = (2 / p*) alpha (p* the optimum of (P)): the optimum of the
-  L2-SVM dual (D) of METHOD section 3; ``svm_dual`` holds them.
+  L2-SVM dual (D) of the balancing QP (docs/method_notes.md section 3); ``svm_dual`` holds them.
 * ``balance="target"``: each arm a separately balanced to the estimand's population T
   (all units for the ATE, the treated for the ATT),
       min_{alpha_a in simplex}  |sum_{i in a} alpha_i phi(x_i) - mean_{j in T} phi(x_j)|^2
@@ -19,12 +20,14 @@ Notation: K is the (normalised) kernel matrix, t the 0/1 treatment, w = 2t - 1, 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import CInAValidationError
-from .qp import solve_simplex_qp
+from ..rules import check_balance_estimand, normalize_per_arm
+from .qp import MatvecHessian, solve_simplex_qp
 
 __all__ = ["BalancingSolution", "solve_balancing_weights", "BALANCE_MODES", "PENALTIES",
            "ESTIMANDS", "balancing_objective"]
@@ -50,20 +53,30 @@ def check_options(balance: str, estimand: str, penalty: str) -> None:
         raise CInAValidationError(f"estimand must be one of {ESTIMANDS}; received {estimand!r}")
     if penalty not in PENALTIES:
         raise CInAValidationError(f"penalty must be one of {PENALTIES}; received {penalty!r}")
-    if balance == "mutual" and estimand == "att":
-        raise CInAValidationError(
-            "balance='mutual' is the paper's problem (P), whose target population is implicit; "
-            "for the ATT use balance='target' (controls balanced to the treated)")
+    check_balance_estimand(balance, estimand)
 
 
-def balancing_objective(K: np.ndarray, t: np.ndarray, alpha: np.ndarray, lam: float,
+def _is_operator(K) -> bool:
+    """Whether K is a kernel operator (products only) rather than a matrix."""
+    return not isinstance(K, np.ndarray) and hasattr(K, "matvec")
+
+
+def _quad(K, v: np.ndarray) -> float:
+    """v' K v for a matrix or a kernel operator."""
+    if _is_operator(K):
+        return float(v @ K.matvec(v))
+    return float(v @ K @ v)
+
+
+def balancing_objective(K, t: np.ndarray, alpha: np.ndarray, lam: float,
                         balance: str = "target", estimand: str = "ate") -> tuple[float, float]:
-    """(objective, mmd2) of given weights under the formulation's own objective."""
+    """(objective, mmd2) of given weights under the formulation's own objective; K a matrix or
+    a kernel operator (:class:`cina.kernels.KernelOperator`)."""
     t = np.asarray(t)
     if balance == "mutual":
         w = 2.0 * t - 1.0
         wa = w * alpha
-        mmd2 = float(wa @ K @ wa)
+        mmd2 = _quad(K, wa)
         return mmd2 + lam * float(alpha @ alpha), mmd2
     target = np.ones(len(t), bool) if estimand == "ate" else t == 1
     m = target / target.sum()
@@ -71,14 +84,14 @@ def balancing_objective(K: np.ndarray, t: np.ndarray, alpha: np.ndarray, lam: fl
     total = mmd = 0.0
     for a in arms:
         diff = np.where(t == a, alpha, 0.0) - m
-        part = float(diff @ K @ diff)
+        part = _quad(K, diff)
         mmd += part
         total += part + lam * float(alpha[t == a] @ alpha[t == a])
     return total, mmd
 
 
 def solve_balancing_weights(
-    K: np.ndarray,
+    K,
     t: np.ndarray,
     lam: float,
     *,
@@ -87,17 +100,35 @@ def solve_balancing_weights(
     penalty: str = "squared_hinge",
     lam_rel_for_cap: float | None = None,
     tol: float = 1e-9,
+    x0: np.ndarray | None = None,
+    cache: dict | None = None,
 ) -> BalancingSolution:
-    """Exact balancing weights for kernel ``K`` (n x n) and treatment ``t``.
+    """Exact balancing weights for kernel ``K`` and treatment ``t``.
 
+    ``K``: the kernel matrix (n x n), or a kernel operator (:class:`cina.kernels.KernelOperator`):
+    one holding its matrix (:meth:`~cina.kernels.KernelOperator.dense`) takes the dense path,
+    any other is used through its mat-vecs alone (the QP's Hessian as products, its free-set
+    systems by conjugate gradients; the same weights to the solver's tolerance).
     ``lam`` is the ridge in the units of ``K`` (use a normalised kernel and lam = lam_rel).
     For ``penalty="hinge"`` the ridge is dropped and ``lam_rel_for_cap`` sets the cap.
+    ``x0``: weights (n,) to start from (the solution at a nearby lam), which makes a sequence of
+    solves (the balance guard's) cost a few active-set steps each instead of a full solve.
+    ``cache``: a dict kept across calls with the same K and t (the balance guard's): the dense
+    path's Hessian blocks 2 K_aa (2 K_w for mutual) and linear terms are built once and the
+    ridge is put on (and taken off) their diagonal in place, instead of n_a^2 copies per call.
     """
     check_options(balance, estimand, penalty)
+    if _is_operator(K):
+        dense = K.dense()
+        if dense is not None:
+            K = dense
+    operator = _is_operator(K)
     t = np.asarray(t).astype(np.int64)
     n = len(t)
     treated, control = np.flatnonzero(t == 1), np.flatnonzero(t == 0)
-    ridge = lam if penalty == "squared_hinge" else 1e-10 * float(np.mean(np.diag(K)))
+    diag = K.diagonal() if operator else None
+    ridge = lam if penalty == "squared_hinge" else 1e-10 * float(
+        np.mean(diag if operator else np.diag(K)))
 
     def cap_for(n_arm: int):
         if penalty != "hinge":
@@ -114,33 +145,88 @@ def solve_balancing_weights(
     kkt = 0.0
     if balance == "mutual":
         w = 2.0 * t - 1.0
-        Q = 2.0 * (w[:, None] * K * w[None, :])
-        Q[np.diag_indices(n)] += 2.0 * ridge
         cap = None
         if penalty == "hinge":
             cap = np.where(t == 1, cap_for(len(treated)), cap_for(len(control)))
-        res = solve_simplex_qp(Q, np.zeros(n), [treated, control], cap=cap, tol=tol)
+        if operator:
+            Q = MatvecHessian(lambda x: 2.0 * (w * K.matvec(w * x)) + 2.0 * ridge * x,
+                              2.0 * diag + 2.0 * ridge)
+            res = solve_simplex_qp(Q, np.zeros(n), [treated, control], cap=cap, tol=tol, x0=x0)
+        else:
+            base = _cached(cache, "mutual", lambda: (2.0 * (w[:, None] * K * w[None, :]), None))[0]
+            with _ridge_on_diagonal(base, 2.0 * ridge, restore=cache is not None) as Q:
+                res = solve_simplex_qp(Q, np.zeros(n), [treated, control], cap=cap, tol=tol,
+                                       x0=x0)
+                p_dense = 0.5 * float(res.x @ Q @ res.x)
         alpha = res.x
         kkt = res.kkt_residual
-        p_star = 0.5 * float(alpha @ Q @ alpha)
+        p_star = 0.5 * float(alpha @ Q.matvec(alpha)) if operator else p_dense
         svm_dual = (2.0 / p_star) * alpha if p_star > 0 else None
     else:
         target = np.ones(n, bool) if estimand == "ate" else t == 1
         arms = [treated, control] if estimand == "ate" else [control]
         if estimand == "att":
             alpha[treated] = 1.0 / len(treated)
+        if operator:  # K 1_T / |T|, the target's kernel mean embedding at every unit
+            dens = K.arm_densities(t)
+            target_mean = (dens.sum(axis=1) if estimand == "ate" else dens[:, 0]) / target.sum()
         for idx in arms:
-            Kaa = K[np.ix_(idx, idx)]
-            Q = 2.0 * Kaa
-            Q[np.diag_indices(len(idx))] += 2.0 * ridge
-            c = 2.0 * K[np.ix_(idx, np.flatnonzero(target))].mean(axis=1)
-            res = solve_simplex_qp(Q, c, [np.arange(len(idx))], cap=cap_for(len(idx)), tol=tol)
+            if operator:
+                Q = MatvecHessian(_arm_block_matvec(K, idx, ridge), 2.0 * diag[idx] + 2.0 * ridge)
+                c = 2.0 * target_mean[idx]
+                res = solve_simplex_qp(Q, c, [np.arange(len(idx))], cap=cap_for(len(idx)),
+                                       tol=tol, x0=None if x0 is None else x0[idx])
+            else:
+                base, c = _cached(cache, ("arm", idx[0], len(idx)),
+                                  lambda idx=idx: _arm_block(K, idx, target))
+                with _ridge_on_diagonal(base, 2.0 * ridge, restore=cache is not None) as Q:
+                    res = solve_simplex_qp(Q, c, [np.arange(len(idx))], cap=cap_for(len(idx)),
+                                           tol=tol, x0=None if x0 is None else x0[idx])
             alpha[idx] = res.x
             kkt = max(kkt, res.kkt_residual)
-    alpha = np.maximum(alpha, 0.0)
-    for idx in (treated, control):
-        alpha[idx] /= alpha[idx].sum()
+    alpha = normalize_per_arm(np.maximum(alpha, 0.0), t, in_place=True)
     objective, mmd2 = balancing_objective(K, t, alpha, ridge if penalty == "squared_hinge" else 0.0,
                                           balance, estimand)
     return BalancingSolution(alpha=alpha, objective=objective, mmd2=mmd2, kkt_residual=kkt,
                              svm_dual=svm_dual)
+
+
+def _arm_block(K: np.ndarray, idx: np.ndarray, target: np.ndarray):
+    """(2 K_aa, 2 K_aT 1 / |T|) of one arm's target problem."""
+    Q = K[np.ix_(idx, idx)]  # a copy: scaled in place (no second n_a^2 copy)
+    Q *= 2.0
+    c = 2.0 * K[np.ix_(idx, np.flatnonzero(target))].mean(axis=1)
+    return Q, c
+
+
+def _cached(cache: dict | None, key, build):
+    if cache is None:
+        return build()
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
+@contextlib.contextmanager
+def _ridge_on_diagonal(Q: np.ndarray, add: float, *, restore: bool):
+    """Q with ``add`` on its diagonal, in place; with ``restore`` the diagonal is put back
+    (exactly: from a copy) afterwards, so a cached block serves the next ridge."""
+    diag = np.diag_indices(Q.shape[0])
+    saved = Q[diag].copy() if restore else None
+    Q[diag] += add
+    try:
+        yield Q
+    finally:
+        if restore:
+            Q[diag] = saved
+
+
+def _arm_block_matvec(K, idx: np.ndarray, ridge: float):
+    """x -> 2 (K_aa + ridge I) x for the units idx of one arm, through K's mat-vec."""
+    n = K.n
+
+    def mv(x):
+        full = np.zeros(n)
+        full[idx] = x
+        return 2.0 * K.matvec(full)[idx] + 2.0 * ridge * x
+    return mv

@@ -1,5 +1,7 @@
-"""Helpers shared by the baselines: setting checks, cross-fitting folds, propensity clipping,
-seeded learner clones and the doubly robust (IRM) score used by AIPW and DML.
+"""Helpers shared by the baselines: setting checks, learner names, the doubly robust (IRM)
+score used by AIPW and DML, and the results constructor. Cross-fitting (folds, out-of-fold
+nuisances, propensity clipping, seeded clones) lives in :mod:`cina.crossfit`, shared with CInA;
+per-arm normalisation in :mod:`cina.rules`. Both are re-exported here for old imports.
 """
 
 from __future__ import annotations
@@ -7,13 +9,20 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold
 
-from .._validation import ValidatedData
+from .._validation import ValidatedData, check_int
 from ..base import EffectEstimator
+from ..crossfit import (
+    _predict_proba1,  # noqa: F401 - re-exported for old imports
+    clip_propensity,
+    cross_fit_folds,
+    cross_fit_nuisances,
+    cross_fit_outcomes,
+    seeded_clone,
+)
 from ..errors import CInAValidationError
 from ..results import EffectResult
+from ..rules import normalize_per_arm
 
 __all__ = [
     "check_int",
@@ -25,18 +34,11 @@ __all__ = [
     "learner_name",
     "normalize_per_arm",
     "cross_fit_nuisances",
+    "cross_fit_outcomes",
     "irm_score",
     "make_result",
     "CrossFittedIRM",
 ]
-
-
-def check_int(value, name: str, minimum: int) -> int:
-    """An integer setting >= ``minimum`` (booleans refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise CInAValidationError(
-            f"{name} must be an integer >= {minimum}; received {value!r}")
-    return int(value)
 
 
 def check_clip(clip, name: str = "clip") -> float | None:
@@ -55,100 +57,9 @@ def check_choice(value, name: str, choices: tuple) -> str:
     return value
 
 
-def cross_fit_folds(t: np.ndarray, n_folds: int, random_state) -> list[tuple[np.ndarray, np.ndarray]]:
-    """K folds stratified on the treatment (as DoubleML's sample splitting), shuffled with
-    ``random_state``: a list of sorted (train, test) index arrays whose tests partition the units.
-    """
-    t = np.asarray(t)
-    n_folds = check_int(n_folds, "n_folds", 2)
-    smallest = int(min((t == 1).sum(), (t == 0).sum()))
-    if smallest < n_folds:
-        raise CInAValidationError(
-            f"n_folds={n_folds} cross-fitting needs at least {n_folds} units in each arm; the "
-            f"smallest arm has {smallest}. Use fewer folds")
-    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    return [(np.sort(tr), np.sort(te)) for tr, te in skf.split(np.zeros((len(t), 1)), t)]
-
-
-def clip_propensity(e: np.ndarray, clip: float | None) -> np.ndarray:
-    """Propensities clipped to [clip, 1 - clip] (unchanged when ``clip`` is None or 0)."""
-    if not clip:
-        return np.asarray(e, dtype=float).copy()
-    return np.clip(e, clip, 1.0 - clip)
-
-
-def seeded_clone(estimator, seed):
-    """An unfitted clone of ``estimator``; a ``random_state`` left at None is set to ``seed``."""
-    est = clone(estimator)
-    params = est.get_params(deep=False)
-    if "random_state" in params and params["random_state"] is None:
-        est.set_params(random_state=seed)
-    return est
-
-
 def learner_name(estimator) -> str:
     """A one-line description of a learner: its class and the settings that differ from defaults."""
     return " ".join(repr(estimator).split())
-
-
-def normalize_per_arm(w: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Nonnegative weights rescaled to sum to 1 within each arm."""
-    w = np.asarray(w, dtype=float).copy()
-    for arm in (0, 1):
-        m = t == arm
-        s = w[m].sum()
-        if not np.isfinite(s) or s <= 0:
-            raise CInAValidationError(
-                f"the {'treated' if arm else 'control'} arm received zero total weight")
-        w[m] /= s
-    return w
-
-
-def _predict_proba1(model, X: np.ndarray) -> np.ndarray:
-    if not hasattr(model, "predict_proba"):
-        raise CInAValidationError(
-            f"the propensity learner {type(model).__name__} has no predict_proba; pass a "
-            "scikit-learn classifier")
-    proba = model.predict_proba(X)
-    classes = list(getattr(model, "classes_", [0, 1]))
-    return proba[:, classes.index(1)]
-
-
-def cross_fit_outcomes(X: np.ndarray, t: np.ndarray, y: np.ndarray, folds, outcome_learner,
-                       seed) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold predictions g0(x) = E[y | x, t=0] and g1(x) = E[y | x, t=1]: for each fold
-    the learner is fitted separately on the training units of each arm (a fresh clone whose
-    ``random_state`` left at None becomes ``seed``) and predicts the fold's units."""
-    n = len(y)
-    g0, g1 = np.full(n, np.nan), np.full(n, np.nan)
-    for train, test in folds:
-        t_tr = t[train]
-        for arm, g in ((0, g0), (1, g1)):
-            idx = train[t_tr == arm]
-            model = seeded_clone(outcome_learner, seed).fit(X[idx], y[idx])
-            g[test] = model.predict(X[test])
-    if not (np.isfinite(g0).all() and np.isfinite(g1).all()):
-        raise CInAValidationError("an outcome learner returned non-finite predictions")
-    return g0, g1
-
-
-def cross_fit_nuisances(X: np.ndarray, t: np.ndarray, y: np.ndarray, folds, outcome_learner,
-                        propensity_learner, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Out-of-fold predictions g0(x) = E[y | x, t=0], g1(x) = E[y | x, t=1] and m(x) = P(t=1 | x).
-
-    For each fold the outcome learner is fitted separately on the training units of each arm
-    and the propensity learner on all training units; each fit is a fresh clone (a
-    ``random_state`` left at None becomes ``seed``), so every fold's learner starts from the same
-    seed, exactly as DoubleML's ``_dml_cv_predict`` does.
-    """
-    g0, g1 = cross_fit_outcomes(X, t, y, folds, outcome_learner, seed)
-    m = np.full(len(y), np.nan)
-    for train, test in folds:
-        prop = seeded_clone(propensity_learner, seed).fit(X[train], t[train])
-        m[test] = _predict_proba1(prop, X[test])
-    if not np.isfinite(m).all():
-        raise CInAValidationError("a nuisance learner returned non-finite predictions")
-    return g0, g1, m
 
 
 def irm_score(y: np.ndarray, t: np.ndarray, g0: np.ndarray, g1: np.ndarray, m: np.ndarray,

@@ -15,12 +15,12 @@ class AIPW(CrossFittedIRM):
     Nuisances, fitted out of fold (``n_folds`` folds stratified on the treatment, shuffled with
     ``random_state``): an outcome regression per arm, g_a(x) = E[y | x, t=a] (fitted on the
     training units of arm a), and the propensity m(x) = P(t=1 | x) (fitted on all training
-    units). Defaults, as ANCHORS' ``aipw_hgb``: scikit-learn's
+    units). Defaults, as the reference anchors' ``aipw_hgb`` (``src/cina/bench/anchors.toml``): scikit-learn's
     ``HistGradientBoostingRegressor`` and ``HistGradientBoostingClassifier`` with their default
     settings (100 iterations, learning rate 0.1, 31 leaves, early stopping only above 10 000
     training units) and ``random_state``. The raw covariates are given to the learners.
     Propensities are clipped to [clip, 1 - clip] (default 0.01, as DoubleML). With these
-    defaults the estimator reproduces ANCHORS' ``aipw_hgb`` (IHDP MAE 0.533 +- 0.053 over the
+    defaults the estimator reproduces the anchors' ``aipw_hgb`` (IHDP MAE 0.533 +- 0.053 over the
     50 realizations; LaLonde PSID ATE -11928, ATT 1825), run with one OpenMP thread.
 
     Scores (theta solves mean(psi) = 0):

@@ -22,11 +22,11 @@ class DML(CrossFittedIRM):
     se = sqrt(mean(psi^2) / mean(psi_a)^2 / n) (see :func:`cina.baselines._common.irm_score`).
     Given the same folds and learners, estimates equal DoubleML's to rounding (tests check it).
 
-    Default learners (ANCHORS' ``doubleml_irm_rf``): scikit-learn
+    Default learners (the reference anchors' ``doubleml_irm_rf``, ``src/cina/bench/anchors.toml``): scikit-learn
     ``RandomForestRegressor(n_estimators=100, random_state=random_state, n_jobs=1)`` for ml_g and
     ``RandomForestClassifier(n_estimators=100, random_state=random_state, n_jobs=1)`` for ml_m,
     otherwise scikit-learn's defaults (fully grown trees; max_features 1.0 for the regressor,
-    "sqrt" for the classifier). ANCHORS does not record its forests' hyper-parameters. The raw
+    "sqrt" for the classifier). The anchors do not record their forests' hyper-parameters. The raw
     covariates are given to the learners.
 
     Parameters

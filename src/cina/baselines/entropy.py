@@ -12,8 +12,8 @@ from scipy.special import logsumexp, softmax
 from .._validation import ValidatedData
 from ..balancing.kernel import standardize
 from ..base import EffectEstimator
+from ..effect import weighting_se
 from ..errors import CInAValidationError, ConvergenceError, OverlapWarning
-from ..inference import weighting_se
 from ..results import EffectResult
 from ._common import check_choice, check_int, make_result
 
@@ -62,7 +62,8 @@ def entropy_balance(Z: np.ndarray, target: np.ndarray, *, max_iter: int = 200,
 
 
 class EntropyBalancing(EffectEstimator):
-    """Entropy balancing of the first moments (Hainmueller 2012), ANCHORS' ``ebal``.
+    """Entropy balancing of the first moments (Hainmueller 2012), the reference anchors' ``ebal``
+    (``src/cina/bench/anchors.toml``).
 
     The covariates are standardised over the whole sample; within an arm the weights of
     maximal entropy (closest to uniform in Kullback-Leibler divergence) whose weighted means
@@ -79,12 +80,12 @@ class EntropyBalancing(EffectEstimator):
     :class:`~cina.errors.OverlapWarning` and returns the solver's last (approximately balancing)
     weights, with the imbalance in ``info``.
 
-    Against ANCHORS' ``ebal``: IHDP MAE 0.155 +- 0.020 (same), Twins -0.0829 (-0.0830), LaLonde
-    ATT PSID 2058 / CPS 1271 (ANCHORS 2018 / 1260: its solver stopped short of exact balance;
+    Against the anchors' ``ebal``: IHDP MAE 0.155 +- 0.020 (same), Twins -0.0829 (-0.0830), LaLonde
+    ATT PSID 2058 / CPS 1271 (anchors 2018 / 1260: its solver stopped short of exact balance;
     here the means match to 1e-8 SD), LaLonde ATE with ``on_infeasible="warn"`` -13360 / -10889
-    (ANCHORS -1.33e4 / -1.09e4; the treated arm cannot reach the full-sample means).
+    (anchors -1.33e4 / -1.09e4; the treated arm cannot reach the full-sample means).
 
-    Standard error: :func:`cina.inference.weighting_se` (conditional on X and t, matching
+    Standard error: :func:`cina.effect.weighting_se` (conditional on X and t, matching
     estimate of the residual variance with ``n_neighbors_se`` neighbours), as for CInA.
 
     Parameters

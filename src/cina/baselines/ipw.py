@@ -12,7 +12,8 @@ from ..balancing.kernel import standardize
 from ..base import EffectEstimator
 from ..errors import CInAValidationError
 from ..results import EffectResult
-from ._common import check_clip, check_int, make_result, normalize_per_arm
+from ..rules import normalize_per_arm
+from ._common import check_clip, check_int, make_result
 
 __all__ = ["IPW", "hajek_influence"]
 
@@ -76,14 +77,14 @@ class IPW(EffectEstimator):
 
     Propensity model: scikit-learn ``LogisticRegression(C=C, max_iter=max_iter)`` (lbfgs, L2
     penalty on the slopes, intercept unpenalised) on the covariates standardised over the whole
-    sample. The default ``C=1.0`` is scikit-learn's default and is what ANCHORS' ``ipw_logit``
+    sample. The default ``C=1.0`` is scikit-learn's default and is what the reference anchors' ``ipw_logit`` (``src/cina/bench/anchors.toml``)
     used: it reproduces its LaLonde numbers to the dollar (PSID ATE -10162 / ATT -564, CPS ATE
     -6653 / ATT -3587, with ``clip=0.01``), whereas an unpenalised fit gives PSID ATT -186. Pass
     ``C=np.inf`` for the unpenalised maximum-likelihood propensity (it diverges under
     separation; a large finite C such as 1e6 keeps it finite). The defaults also reproduce
-    ANCHORS' IHDP MAE (0.133 +- 0.020) and Twins estimate (-0.0816).
+    the anchors' IHDP MAE (0.133 +- 0.020) and Twins estimate (-0.0816).
 
-    Clipping: propensities are clipped to [clip, 1 - clip], default 0.01 (as ANCHORS; None for
+    Clipping: propensities are clipped to [clip, 1 - clip], default 0.01 (as the anchors; None for
     no clipping). ``info["n_clipped"]`` counts the units affected.
 
     Weights (returned normalised to sum 1 within each arm): ATE, 1/e for the treated and

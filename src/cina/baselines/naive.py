@@ -7,7 +7,8 @@ import numpy as np
 from .._validation import ValidatedData
 from ..base import EffectEstimator
 from ..results import EffectResult
-from ._common import make_result, normalize_per_arm
+from ..rules import normalize_per_arm
+from ._common import make_result
 
 __all__ = ["NaiveDifference"]
 

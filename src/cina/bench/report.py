@@ -1,8 +1,13 @@
-"""Benchmark report from the cache: results.csv, summary.csv, summary.md and two plots.
+"""Benchmark report from the cache: results.csv, summary.csv, summary.md, ranks.csv and plots.
 
 Everything is recomputed from ``OUT/cache.jsonl`` (latest record per suite, dataset, method), so
 the report always covers every item computed so far, by any command that wrote to ``OUT``
-(the commands are listed from ``OUT/commands.log``).
+(the commands are listed from ``OUT/commands.log``). The report's files are written together
+(:class:`cina.outputs.OutputSet`): the previous report stays in place until every new file was
+written. ``summary.md`` is built one section at a time (one ``_*_section`` function each).
+
+The reference numbers of the "anchors" section are data, not code: ``anchors.toml`` beside this
+module, which states where they come from.
 """
 
 from __future__ import annotations
@@ -11,86 +16,54 @@ import math
 import os
 import platform
 import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..datasets.real import LALONDE_ATE as LALONDE_REFERENCE
+from ..outputs import OutputSet
 from .runner import RECORD_FIELDS, load_cache
 from .suites import GROUPS, SUITES
 
-__all__ = ["records_frame", "summarize", "average_ranks", "write_report", "ANCHORS",
-           "LALONDE_REFERENCE", "COMMANDS_LOG"]
+__all__ = ["records_frame", "summarize", "average_ranks", "write_report", "load_anchors",
+           "ANCHOR_TABLE", "LALONDE_REFERENCE", "COMMANDS_LOG", "REPORT_FILES"]
 
-LALONDE_REFERENCE = 1794.34
 COMMANDS_LOG = "commands.log"
-ANCHOR_SOURCE = "ANCHORS.md, measured with public libraries"
+REPORT_FILES = ("results.csv", "summary.csv", "summary.md", "ranks.csv", "mae_heatmap.png",
+                "time_vs_error.png")
+"""Every file the report may write (the cache and the command log are appended to instead)."""
+ANCHOR_TABLE = Path(__file__).with_name("anchors.toml")
+"""Reference numbers of public estimators on the benchmark data (provenance in the file)."""
 
-# A few reference numbers copied from /work/shared/docs/ANCHORS.md (source named in the report).
-# ihdp / acic: MAE ± SE over datasets; twins: abs error; lalonde: ATT estimate error vs 1794.34.
-# Keys: our method -> (anchor estimator, value text).
-ANCHORS: dict[str, dict[str, list[tuple[str, str]]]] = {
-    "ihdp": {
-        "naive": [("naive", "0.275 ± 0.060")],
-        "ipw": [("ipw_logit", "0.133 ± 0.020")],
-        "entropy": [("ebal", "0.155 ± 0.020")],
-        "aipw": [("aipw_hgb", "0.533 ± 0.053")],
-        "dml": [("doubleml_irm_rf", "0.118 ± 0.015")],
-        "exact": [("kbal_exact_0.1 / 0.5 / 1", "0.492 / 0.423 / 0.373")],
-        "(other)": [("econml_lineardml", "0.391 ± 0.045"), ("econml_cforest", "0.591 ± 0.124")],
-    },
-    "acic2016": {
-        "naive": [("naive (N 4,802)", "0.747 ± 0.062")],
-        "ipw": [("ipw_logit (N 4,802)", "0.434 ± 0.057")],
-        "entropy": [("ebal (N 4,802)", "0.400 ± 0.039")],
-        "aipw": [("aipw_hgb (N 4,802)", "0.108 ± 0.015")],
-        "dml": [("doubleml_irm_rf (N 4,802, 20 settings)", "0.181 ± 0.034")],
-        "exact": [("kbal_exact_0.1 / 0.5 / 1 (N 1,000 subsample)", "0.920 / 0.701 / 0.674")],
-        "(other)": [("econml_lineardml (N 4,802)", "0.226 ± 0.030")],
-    },
-    "twins": {
-        "naive": [("naive (full N, vs -0.0252)", "0.0869")],
-        "ipw": [("ipw_logit (full N, vs -0.0252)", "0.0564")],
-        "entropy": [("ebal (full N, vs -0.0252)", "0.0578")],
-        "aipw": [("aipw_hgb (full N, vs -0.0252)", "0.0471")],
-        "dml": [("doubleml_irm_rf (full N, vs -0.0252)", "0.0580")],
-        "exact": [("kbal_exact_0.1 / 0.5 / 1 (2,000 x 5, vs subsample truth)",
-                   "0.0661 / 0.0699 / 0.0715")],
-        "(other)": [("econml_lineardml (full N)", "0.0488"),
-                    ("econml_cforest (full N)", "0.0527")],
-    },
-    "lalonde-psid": {
-        "naive": [("naive", "-1.7e+04")],
-        "ipw": [("ipw_logit", "-2358")],
-        "entropy": [("ebal", "224")],
-        "aipw": [("aipw_hgb", "31")],
-        "dml": [("doubleml_irm_rf", "-862")],
-        "exact": [("kbal_exact_0.1 / 0.5 / 1 (mutual)", "-1769 / -2848 / -3459")],
-        "(other)": [("econml_lineardml", "-2338"), ("econml_cforest", "-1679")],
-    },
-    "lalonde-cps": {
-        "naive": [("naive (all 15,992 controls)", "-1.03e+04")],
-        "ipw": [("ipw_logit (all controls)", "-5382")],
-        "entropy": [("ebal (all controls)", "-535")],
-        "aipw": [("aipw_hgb (all controls)", "2565")],
-        "dml": [("doubleml_irm_rf (all controls)", "-295")],
-        "exact": [("kbal_exact_0.1 / 0.5 / 1 (3 subsamples, mean)", "-1596 / -2010 / -2330")],
-        "(other)": [("econml_lineardml", "-420"), ("econml_cforest", "-381")],
-    },
-}
+
+@lru_cache(maxsize=1)
+def load_anchors() -> dict:
+    """``{"source": str, "protocol": str, "suites": {suite: {method: [(label, value), ...]}}}``
+    from :data:`ANCHOR_TABLE`."""
+    with open(ANCHOR_TABLE, "rb") as fh:
+        raw = tomllib.load(fh)
+    suites = {s: {m: [tuple(pair) for pair in refs] for m, refs in table.items()}
+              for s, table in raw["suites"].items()}
+    return {"source": raw["source"], "protocol": raw["protocol"], "suites": suites}
+
 
 PROTOCOL_NOTES = [
     "ihdp: realizations 1-50, all 747 units, sample ATE.",
     "acic2016: settings 1-77 (replicate 1), each subsampled to 1,000 units (stratified by arm, "
-    "seed 0), the CInA paper's protocol; truth = SATE of the subsample. ANCHORS' ACIC numbers "
-    "(except kernel balancing) are on the full 4,802 units.",
+    "seed 0), the CInA paper's protocol; truth = SATE of the subsample. The anchors' ACIC "
+    "numbers (except kernel balancing) are on the full 4,802 units.",
     "lalonde-cps: ATT; all 185 NSW treated + 4,000 of the 15,992 CPS-1 controls drawn without "
     "replacement, seeds 0, 1, 2 (3 datasets), because exact kernel balancing needs an N x N "
     "kernel; reference 1794.34 (the NSW experimental estimate, itself with SE about 670).",
     "lalonde-psid: ATT; all 2,675 units; reference 1794.34.",
     "twins: 2,000 of the 11,984 pairs (stratified by arm), seeds 0-4; the truth is recomputed on "
-    "each subsample from the observed y0/y1 (as ANCHORS did for kernel balancing).",
+    "each subsample from the observed y0/y1 (as the anchors did for kernel balancing).",
     "scm-prior: 40 datasets of the default pretraining prior with N restricted to 100-1,500, "
     "evaluation stream seed 20260001.",
     "simulation-a: 20 datasets, N = 1,000, shift 0.2, seeds 1-20.",
@@ -281,18 +254,20 @@ def _commands(out: Path) -> list[str]:
 
 
 # --- plots -----------------------------------------------------------------------------------
-def _plots(out: Path, summary: pd.DataFrame, suites: list[str], methods: list[str]
-           ) -> list[str]:
+def _plots(summary: pd.DataFrame, suites: list[str], methods: list[str]
+           ) -> tuple[list[str], dict[str, Callable[[str], None]]]:
+    """The plots' markdown lines and their files (name -> writer of a temporary path)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.colors import LogNorm
         from matplotlib.figure import Figure
     except ImportError:
-        return ["(plots skipped: matplotlib is not installed)"]
+        return ["(plots skipped: matplotlib is not installed)"], {}
     piv = summary.pivot(index="suite", columns="method", values="mae").reindex(
         index=suites, columns=methods)
     rel = piv.div(piv.min(axis=1), axis=0)
     notes = []
+    files: dict[str, Callable[[str], None]] = {}
     fig = Figure(figsize=(max(7.0, 2.5 + 0.9 * len(methods)), 1.6 + 0.45 * len(suites)))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -313,18 +288,16 @@ def _plots(out: Path, summary: pd.DataFrame, suites: list[str], methods: list[st
     ax.set_title("MAE by suite and method\n(numbers: MAE; colour: ratio to the suite's best)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "mae_heatmap.png", dpi=120)
+    files["mae_heatmap.png"] = lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=120)
     notes.append("![MAE by suite and method](mae_heatmap.png)")
 
     fig = Figure(figsize=(8, 5.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     markers = "osD^v<>pPX*hH8d"
-    cmap = fig.colormaps["tab10"] if hasattr(fig, "colormaps") else None
-    if cmap is None:
-        from matplotlib import colormaps
+    from matplotlib import colormaps
 
-        cmap = colormaps["tab10"]
+    cmap = colormaps["tab10"]
     for j, m in enumerate(methods):
         for i, s in enumerate(suites):
             row = summary[(summary["suite"] == s) & (summary["method"] == m)]
@@ -345,9 +318,9 @@ def _plots(out: Path, summary: pd.DataFrame, suites: list[str], methods: list[st
     ax.set_title("time vs error: one point per method and suite")
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(out / "time_vs_error.png", dpi=120)
+    files["time_vs_error.png"] = lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=120)
     notes.append("![time vs error](time_vs_error.png)")
-    return notes
+    return notes, files
 
 
 def _error_kind(status: str) -> str:
@@ -379,9 +352,21 @@ def _subset_notes(df: pd.DataFrame) -> list[str]:
 
 
 # --- the report ------------------------------------------------------------------------------
+@dataclass
+class _Report:
+    """What every section of summary.md reads, and the files the report will write."""
+
+    out: Path
+    df: pd.DataFrame
+    summary: pd.DataFrame
+    suites: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    files: dict[str, Callable[[str], None]] = field(default_factory=dict)
+
+
 def _anchor_rows(summary: pd.DataFrame, suite: str, methods: list[str], lalonde: bool
                  ) -> list[list[str]]:
-    table = ANCHORS.get(suite, {})
+    table = load_anchors()["suites"].get(suite, {})
     rows = []
     for m in methods + ["(other)"]:
         refs = table.get(m)
@@ -405,33 +390,21 @@ def _anchor_rows(summary: pd.DataFrame, suite: str, methods: list[str], lalonde:
     return rows
 
 
-def write_report(out, *, extra_notes: list[str] | None = None, plots: bool = True
-                 ) -> dict[str, Path]:
-    """Write results.csv, summary.csv, summary.md (and plots) under ``out`` from its cache."""
-    out = Path(out)
-    records = load_cache(out)
-    df = records_frame(records)
-    paths = {"results": out / "results.csv", "summary_csv": out / "summary.csv",
-             "summary_md": out / "summary.md"}
-    df.to_csv(paths["results"], index=False)
-    summary = summarize(df)
-    summary.to_csv(paths["summary_csv"], index=False)
+def _header_section(rep: _Report) -> list[str]:
     lines = ["# Benchmark: CInA and baselines on the benchmark suites", ""]
     lines += ["Generated by `cina bench` (src/cina/bench) from the cache `cache.jsonl`; every "
               "number below is recomputed from it.", ""]
     lines += _machine()
-    cmds = _commands(out)
+    cmds = _commands(rep.out)
     if cmds:
         lines += ["- commands that filled the cache (UTC start, wall time):", ""]
         lines += ["  " + c for c in cmds]
-    lines += [""]
-    if df.empty:
-        lines += ["No results yet."]
-        paths["summary_md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return paths
-    suites = _order(df["suite"], list(SUITES))
-    methods = _method_order(df["method"])
-    lines += ["## Protocol", ""]
+    return lines + [""]
+
+
+def _protocol_section(rep: _Report, extra_notes: list[str]) -> list[str]:
+    suites = rep.suites
+    lines = ["## Protocol", ""]
     lines += [f"- {n}" for n in PROTOCOL_NOTES if n.split(":")[0].rstrip("*").rstrip("-")
               in " ".join(suites) or n.startswith("ood-*") and any(
                   s.startswith("ood") for s in suites)]
@@ -444,18 +417,19 @@ def write_report(out, *, extra_notes: list[str] | None = None, plots: bool = Tru
               "- Failures (dataset that did not load, an estimator that raised) are counted in "
               "'failed' and excluded from the MAE of that method; see results.csv (status).",
               "- Each method runs with its default settings and the dataset's estimand."]
-    notes = list(extra_notes or []) + _subset_notes(df)
-    for n in notes:
+    for n in list(extra_notes) + _subset_notes(rep.df):
         lines.append(f"- {n}")
-    lines.append("")
+    return lines + [""]
 
-    # MAE pivot
-    lines += ["## MAE per suite and method", "",
-              "MAE (number of datasets with a result; failures marked !k). In bold: the best "
-              "MAE of the suite among the methods that ran on all of its datasets and "
-              "succeeded on at least half (a subset's MAE is not comparable).", ""]
+
+def _mae_section(rep: _Report) -> list[str]:
+    df, summary, methods = rep.df, rep.summary, rep.methods
+    lines = ["## MAE per suite and method", "",
+             "MAE (number of datasets with a result; failures marked !k). In bold: the best "
+             "MAE of the suite among the methods that ran on all of its datasets and "
+             "succeeded on at least half (a subset's MAE is not comparable).", ""]
     rows = []
-    for s in suites:
+    for s in rep.suites:
         sub = summary[summary["suite"] == s].set_index("method")
         attempted = df[df["suite"] == s].groupby("method")["dataset"].nunique()
         full = attempted.max() if len(attempted) else 0
@@ -474,17 +448,21 @@ def write_report(out, *, extra_notes: list[str] | None = None, plots: bool = Tru
             fail = f" !{int(r['datasets_failed'])}" if r["datasets_failed"] else ""
             row.append(f"{v} ({int(r['datasets_ok'])}{fail})")
         rows.append(row)
-    lines += _md_table(["suite"] + methods, rows) + [""]
+    return lines + _md_table(["suite"] + methods, rows) + [""]
 
-    # ranks
-    lines += ["## Average rank of MAE", "",
-              "Rank of each method's MAE within each suite (1 = best, ties averaged), averaged "
-              "over the suites of a group. 'all datasets': each method's MAE over the datasets "
-              "it ran on; 'common datasets': MAE recomputed on the datasets every ranked method "
-              "ran on (like for like where a method ran on a subset). A method that failed on more than half of a suite's datasets is not ranked on that suite (the number of suites ranked is in ranks.csv). For reference, the CInA "
-              "paper reports CInA best on average over its real-world suites, average rank 1.83 "
-              "vs 3.0 for DML (METHOD.md section 8; its own set of baselines and protocols).", ""]
-    rank_rows = []
+
+def _rank_section(rep: _Report) -> list[str]:
+    """The average-rank table; also registers ranks.csv."""
+    df, summary, methods, suites = rep.df, rep.summary, rep.methods, rep.suites
+    lines = ["## Average rank of MAE", "",
+             "Rank of each method's MAE within each suite (1 = best, ties averaged), averaged "
+             "over the suites of a group. 'all datasets': each method's MAE over the datasets "
+             "it ran on; 'common datasets': MAE recomputed on the datasets every ranked method "
+             "ran on (like for like where a method ran on a subset). A method that failed on "
+             "more than half of a suite's datasets is not ranked on that suite (the number of "
+             "suites ranked is in ranks.csv). For reference, the CInA paper reports CInA best "
+             "on average over its real-world suites, average rank 1.83 vs 3.0 for DML "
+             "(Zhang et al., ICML 2024; its own set of baselines and protocols).", ""]
     rank_tables = {}
     grouped = {g: [s for s in GROUPS[g] if s in suites] for g in ("real", "synthetic", "ood")}
     grouped["other"] = [s for s in suites if not any(s in v for v in grouped.values())]
@@ -494,58 +472,67 @@ def write_report(out, *, extra_notes: list[str] | None = None, plots: bool = Tru
         a = average_ranks(summary, gs, methods=methods)
         c = average_ranks(summary, gs, df=df, methods=methods)
         rank_tables[group] = (a, c, gs)
-    if rank_tables:
-        header = ["method"]
-        for group, (_, _, gs) in rank_tables.items():
-            header += [f"{group} ({len(gs)} suites), all datasets", f"{group}, common datasets"]
+    if not rank_tables:
+        return lines
+    header = ["method"]
+    for group, (_, _, gs) in rank_tables.items():
+        header += [f"{group} ({len(gs)} suites), all datasets", f"{group}, common datasets"]
+    rank_rows = []
+    for m in methods:
+        row = [m]
+        for a, c, _ in rank_tables.values():
+            row += [_f(a.loc[m, "avg_rank"]) if m in a.index else "—",
+                    _f(c.loc[m, "avg_rank"]) if m in c.index else "—"]
+        rank_rows.append(row)
+    rk = []
+    for group, (a, c, _gs) in rank_tables.items():
         for m in methods:
-            row = [m]
-            for a, c, _ in rank_tables.values():
-                row += [_f(a.loc[m, "avg_rank"]) if m in a.index else "—",
-                        _f(c.loc[m, "avg_rank"]) if m in c.index else "—"]
-            rank_rows.append(row)
-        lines += _md_table(header, rank_rows) + [""]
-        rk = []
-        for group, (a, c, _gs) in rank_tables.items():
-            for m in methods:
-                rk.append({"group": group, "method": m,
-                           "avg_rank_all": a["avg_rank"].get(m, np.nan),
-                           "avg_rank_common": c["avg_rank"].get(m, np.nan),
-                           "n_suites": a["n_suites"].get(m, 0)})
-        pd.DataFrame(rk).to_csv(out / "ranks.csv", index=False)
+            rk.append({"group": group, "method": m,
+                       "avg_rank_all": a["avg_rank"].get(m, np.nan),
+                       "avg_rank_common": c["avg_rank"].get(m, np.nan),
+                       "n_suites": a["n_suites"].get(m, 0)})
+    ranks = pd.DataFrame(rk)
+    rep.files["ranks.csv"] = lambda tmp: ranks.to_csv(tmp, index=False)
+    return lines + _md_table(header, rank_rows) + [""]
 
-    # paired comparison of CInA exact with each baseline
-    if "exact" in methods:
-        others = [m for m in methods if m != "exact"]
-        lines += ["## CInA exact against each method, paired", "",
-                  "On the datasets where both have a result: MAE of exact / MAE of the other "
-                  "method, and the share of datasets where exact has the smaller absolute error "
-                  "(number of paired datasets).", ""]
-        rows = []
-        for s in suites:
-            g = _ok(df[df["suite"] == s])
-            ex = g[g["method"] == "exact"].set_index("dataset")["abs_error"].astype(float)
-            row = [s]
-            for m in others:
-                ot = g[g["method"] == m].set_index("dataset")["abs_error"].astype(float)
-                both = ex.index.intersection(ot.index)
-                if not len(both):
-                    row.append("—")
-                    continue
-                a, b = ex.loc[both], ot.loc[both]
-                row.append(f"{_f(a.mean())} / {_f(b.mean())} ({100 * float((a < b).mean()):.0f}%"
-                           f", {len(both)})")
-            rows.append(row)
-        lines += _md_table(["suite"] + [f"exact / {m}" for m in others], rows) + [""]
 
-    # details per suite
-    lines += ["## Per suite", ""]
-    for s in suites:
+def _paired_section(rep: _Report) -> list[str]:
+    """CInA exact against each other method on the datasets where both have a result."""
+    df, methods = rep.df, rep.methods
+    if "exact" not in methods:
+        return []
+    others = [m for m in methods if m != "exact"]
+    lines = ["## CInA exact against each method, paired", "",
+             "On the datasets where both have a result: MAE of exact / MAE of the other "
+             "method, and the share of datasets where exact has the smaller absolute error "
+             "(number of paired datasets).", ""]
+    rows = []
+    for s in rep.suites:
+        g = _ok(df[df["suite"] == s])
+        ex = g[g["method"] == "exact"].set_index("dataset")["abs_error"].astype(float)
+        row = [s]
+        for m in others:
+            ot = g[g["method"] == m].set_index("dataset")["abs_error"].astype(float)
+            both = ex.index.intersection(ot.index)
+            if not len(both):
+                row.append("—")
+                continue
+            a, b = ex.loc[both], ot.loc[both]
+            row.append(f"{_f(a.mean())} / {_f(b.mean())} ({100 * float((a < b).mean()):.0f}%"
+                       f", {len(both)})")
+        rows.append(row)
+    return lines + _md_table(["suite"] + [f"exact / {m}" for m in others], rows) + [""]
+
+
+def _per_suite_section(rep: _Report) -> list[str]:
+    df, summary = rep.df, rep.summary
+    lines = ["## Per suite", ""]
+    for s in rep.suites:
         sub = summary[summary["suite"] == s]
         desc = SUITES[s].description if s in SUITES else ""
         lines += [f"### {s}", "", desc, ""]
         rows = []
-        for m in methods:
+        for m in rep.methods:
             r = sub[sub["method"] == m]
             if r.empty:
                 continue
@@ -566,58 +553,93 @@ def write_report(out, *, extra_notes: list[str] | None = None, plots: bool = Tru
                 lines.append(f"- {m}: {len(g)} x `{kind}` (e.g. {g['dataset'].iloc[0]}: "
                              f"`{g['status'].iloc[0][:200]}`)")
             lines += [""]
+    return lines
 
-    # LaLonde
-    lal = [s for s in ("lalonde-psid", "lalonde-cps") if s in suites]
-    if lal:
-        lines += ["## LaLonde (ATT; reference 1794.34, the NSW experimental estimate)", "",
-                  "CPS: mean over the 3 control subsamples (sd over subsamples in brackets).", ""]
-        rows = []
-        for m in methods:
-            row = [m]
-            for s in lal:
-                r = summary[(summary["suite"] == s) & (summary["method"] == m)]
-                if r.empty or not r["datasets_ok"].iloc[0]:
-                    row += ["—", "—"]
-                    continue
-                est, sd = r["mean_estimate"].iloc[0], r["sd_estimate"].iloc[0]
-                row += [_f(est, 4) + (f" ({_f(sd, 3)})" if np.isfinite(sd) else ""),
-                        _f(est - LALONDE_REFERENCE, 4)]
-            rows.append(row)
-        header = ["method"]
+
+def _lalonde_section(rep: _Report) -> list[str]:
+    summary = rep.summary
+    lal = [s for s in ("lalonde-psid", "lalonde-cps") if s in rep.suites]
+    if not lal:
+        return []
+    ref = f"{LALONDE_REFERENCE:.2f}"
+    lines = [f"## LaLonde (ATT; reference {ref}, the NSW experimental estimate)", "",
+             "CPS: mean over the 3 control subsamples (sd over subsamples in brackets).", ""]
+    rows = []
+    for m in rep.methods:
+        row = [m]
         for s in lal:
-            header += [f"{s} ATT", f"{s} error vs 1794.34"]
-        lines += _md_table(header, rows) + [""]
+            r = summary[(summary["suite"] == s) & (summary["method"] == m)]
+            if r.empty or not r["datasets_ok"].iloc[0]:
+                row += ["—", "—"]
+                continue
+            est, sd = r["mean_estimate"].iloc[0], r["sd_estimate"].iloc[0]
+            row += [_f(est, 4) + (f" ({_f(sd, 3)})" if np.isfinite(sd) else ""),
+                    _f(est - LALONDE_REFERENCE, 4)]
+        rows.append(row)
+    header = ["method"]
+    for s in lal:
+        header += [f"{s} ATT", f"{s} error vs {ref}"]
+    return lines + _md_table(header, rows) + [""]
 
-    # anchors
-    anchored = [s for s in suites if s in ANCHORS]
-    if anchored:
-        lines += [f"## Side by side with the anchors ({ANCHOR_SOURCE})", "",
-                  "Numbers copied from /work/shared/docs/ANCHORS.md (public libraries: "
-                  "scikit-learn, DoubleML 0.11.4, EconML 0.17.0, cvxpy + Clarabel for kernel "
-                  "balancing in the paper's mutual formulation with the sqrt(d) bandwidth). "
-                  "Protocols differ where noted: ANCHORS' ACIC baselines use all 4,802 units "
-                  "(here 1,000), its Twins baselines use the full data against -0.0252 (here "
-                  "2,000 x 5 against the subsample truth), its LaLonde-CPS baselines use all "
-                  "15,992 controls (here 4,000 x 3). Our 'exact' is CInA's default (balance to "
-                  "the target population, median bandwidth, automatic ridge), not the anchors' "
-                  "kbal settings. IHDP/ACIC/Twins: MAE (± SE); LaLonde: error of the ATT "
-                  "estimate vs 1794.34 (CPS: of the mean over subsamples).", ""]
-        for s in anchored:
-            lines += [f"### {s}", ""]
-            lines += _md_table(["method", "ours (datasets)", "anchor estimator",
-                                "anchor"],
-                               _anchor_rows(summary, s, methods, s.startswith("lalonde")))
-            lines += [""]
 
-    # plots
-    if plots:
-        lines += ["## Plots", ""]
-        lines += _plots(out, summary, suites, methods) + [""]
-    lines += ["## Files", "",
-              "- `results.csv`: one row per (suite, dataset, method) with "
-              + ", ".join(RECORD_FIELDS) + ".",
-              "- `summary.csv`: the per suite and method summary; `ranks.csv`: average ranks.",
-              "- `cache.jsonl`: the raw records (the run's resume cache); `commands.log`.", ""]
-    paths["summary_md"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return paths
+def _anchor_section(rep: _Report) -> list[str]:
+    anchors = load_anchors()
+    anchored = [s for s in rep.suites if s in anchors["suites"]]
+    if not anchored:
+        return []
+    lines = ["## Side by side with the anchors", "",
+             f"Reference numbers {anchors['source']}, from `src/cina/bench/{ANCHOR_TABLE.name}` "
+             f"(its header says where they come from). {anchors['protocol']}", ""]
+    for s in anchored:
+        lines += [f"### {s}", ""]
+        lines += _md_table(["method", "ours (datasets)", "anchor estimator", "anchor"],
+                           _anchor_rows(rep.summary, s, rep.methods, s.startswith("lalonde")))
+        lines += [""]
+    return lines
+
+
+def _plot_section(rep: _Report) -> list[str]:
+    notes, files = _plots(rep.summary, rep.suites, rep.methods)
+    rep.files.update(files)
+    return ["## Plots", ""] + notes + [""]
+
+
+def _files_section(rep: _Report) -> list[str]:
+    return ["## Files", "",
+            "- `results.csv`: one row per (suite, dataset, method) with "
+            + ", ".join(RECORD_FIELDS) + ".",
+            "- `summary.csv`: the per suite and method summary; `ranks.csv`: average ranks.",
+            "- `cache.jsonl`: the raw records (the run's resume cache); `commands.log`.", ""]
+
+
+def write_report(out, *, extra_notes: list[str] | None = None, plots: bool = True
+                 ) -> dict[str, Path]:
+    """Write results.csv, summary.csv, summary.md (and ranks.csv and the plots) under ``out``
+    from its cache, all or nothing; returns the main files' paths."""
+    out = Path(out)
+    df = records_frame(load_cache(out))
+    summary = summarize(df)
+    rep = _Report(out, df, summary)
+    rep.files["results.csv"] = lambda tmp: df.to_csv(tmp, index=False)
+    rep.files["summary.csv"] = lambda tmp: summary.to_csv(tmp, index=False)
+    lines = _header_section(rep)
+    if df.empty:
+        lines += ["No results yet."]
+    else:
+        rep.suites = _order(df["suite"], list(SUITES))
+        rep.methods = _method_order(df["method"])
+        lines += _protocol_section(rep, extra_notes or [])
+        for section in (_mae_section, _rank_section, _paired_section, _per_suite_section,
+                        _lalonde_section, _anchor_section):
+            lines += section(rep)
+        if plots:
+            lines += _plot_section(rep)
+        lines += _files_section(rep)
+    text = "\n".join(lines) + "\n"
+    rep.files["summary.md"] = lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+    outputs = OutputSet(inputs=[out / "cache.jsonl", out / COMMANDS_LOG])
+    for name in rep.files:
+        outputs.declare(name, out / name)
+    outputs.commit(rep.files)
+    return {"results": out / "results.csv", "summary_csv": out / "summary.csv",
+            "summary_md": out / "summary.md"}

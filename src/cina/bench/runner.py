@@ -1,7 +1,11 @@
 """Run methods on suites, one (suite, dataset, method) item at a time, with a resumable cache.
 
 Every finished item (a result or a recorded failure) is appended at once, as one JSON line, to
-``OUT/cache.jsonl``; a re-run with the same command reads the cache and skips those items, so an
+``OUT/cache.jsonl``, with a single ``os.write`` on an ``O_APPEND`` descriptor
+(:func:`cina.outputs.append_line`): a kill cannot interleave two records, and at worst cuts the
+line being written. The next run drops such a torn last line with a warning before its first
+append (:func:`cina.outputs.repair_jsonl_tail`), so no finished record is ever glued onto it
+and lost. A re-run with the same command reads the cache and skips the items it holds, so an
 interrupted run loses at most the item in progress. Later lines win over earlier ones for the
 same key (``--no-cache`` recomputes and appends). Items that failed are skipped too unless
 ``retry_errors`` is set.
@@ -18,6 +22,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import append_line, read_jsonl, repair_jsonl_tail
 from .suites import DatasetSpec, suite_datasets
 
 __all__ = ["BenchConfig", "RECORD_FIELDS", "CACHE_NAME", "run_bench", "load_cache",
@@ -49,7 +55,8 @@ class BenchConfig:
 
 
 def limit_threads(n: int = 1) -> None:
-    """One thread for BLAS/OpenMP/torch (timings comparable with ANCHORS' single thread)."""
+    """One thread for BLAS/OpenMP/torch (timings comparable across machines and with the
+    single-thread reference numbers of the report's anchors table)."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
     try:
@@ -89,22 +96,21 @@ def cache_key(rec: dict) -> tuple[str, str, str]:
 
 
 def load_cache(out: Path) -> dict[tuple[str, str, str], dict]:
-    """Latest record per (suite, dataset, method); unreadable lines (a run killed mid-write)
-    are skipped."""
+    """Latest record per (suite, dataset, method). Lines that are not a record (a line cut by a
+    kill during a write) are skipped with a warning naming them."""
     path = Path(out) / CACHE_NAME
     records: dict[tuple[str, str, str], dict] = {}
-    if not path.exists():
-        return records
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-                records[cache_key(rec)] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
+    lines, bad = read_jsonl(path)
+    for rec in lines:
+        try:
+            records[cache_key(rec)] = rec
+        except KeyError:
+            bad.append(-1)
+    if bad:
+        where = ", ".join(str(i) for i in bad if i > 0)
+        warnings.warn(f"{path}: skipped {len(bad)} line(s) that are not benchmark records"
+                      + (f" (line {where})" if where else "")
+                      + "; a line cut by an interrupted run is recomputed", stacklevel=2)
     return records
 
 
@@ -158,6 +164,10 @@ def _fit_record(rec: dict, method: str, data, estimand: str, truth: float) -> di
 class _Cache:
     def __init__(self, out: Path, use: bool):
         self.path = Path(out) / CACHE_NAME
+        torn = repair_jsonl_tail(self.path)  # before the first append: start on a new line
+        if torn:
+            warnings.warn(f"{self.path}: dropped a last line cut by an interrupted run "
+                          f"({len(torn)} bytes); its item is recomputed", stacklevel=2)
         self.records = load_cache(out) if use else {}
 
     def done(self, key, retry_errors: bool) -> bool:
@@ -169,10 +179,7 @@ class _Cache:
     def add(self, rec: dict) -> None:
         rec["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.records[cache_key(rec)] = rec
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_line(self.path, json.dumps(rec, allow_nan=False))
 
 
 def _datasets(suite: str, max_datasets: int | None) -> list[DatasetSpec]:
@@ -186,8 +193,6 @@ def run_bench(cfg: BenchConfig, *, on_record: Callable[[dict], None] | None = No
 
     ``{"computed": k, "cached": k, "failed": k, "items": k}``; records go to the cache file.
     """
-    import warnings
-
     from .._validation import validate_inputs
 
     out = Path(cfg.out)

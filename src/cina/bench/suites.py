@@ -14,7 +14,7 @@ which needs an N x N kernel, fits in memory and time):
   replacement, seeds 0, 1, 2 (3 datasets). Reference effect: the NSW experimental 1794.34.
 * ``lalonde-psid``: ATT; all 2,675 units (185 treated + 2,490 PSID-1 controls). Reference 1794.34.
 * ``twins``: 2,000 of the 11,984 pairs (stratified by arm), seeds 0..4; the truth is recomputed
-  on each subsample from the observed y0 / y1 (as ANCHORS did for kernel balancing).
+  on each subsample from the observed y0 / y1 (as the anchors table did for kernel balancing).
 
 Synthetic suites (true effects known exactly; every dataset has N <= 1,500):
 
@@ -29,7 +29,33 @@ Synthetic suites (true effects known exactly; every dataset has N <= 1,500):
   :func:`~cina.datasets.ood_prior` with N restricted to 100..1,500 (streams seeded
   ``SYNTHETIC_SEED + 1..4``). The ``large`` OOD kind (N > 2,000) is not a suite here.
 
-Groups: ``real``, ``synthetic``, ``ood``, ``all``.
+Realistic suites (RealCause-style: treatment and outcome models fitted to a real table, then
+sampled with known individual effects; :mod:`cina.datasets.realistic`, docs/realistic.md). Every
+dataset keeps the table's full N; the truth is the sample mean of the known ``mu1 - mu0`` over
+the estimand's population (ATE: all units; ATT: the sampled treated):
+
+* ``realistic-psid`` / ``realistic-psid-att``: LaLonde PSID (2,675 units), ATE seeds 1..20,
+  ATT seeds 21..40.
+* ``realistic-cps`` / ``realistic-cps-att``: LaLonde CPS (16,177 units), ATE seeds 1..20, ATT
+  seeds 21..40.
+* ``realistic-twins``: Twins (11,984 pairs), ATE, seeds 1..20.
+* ``realistic-ihdp``: IHDP (747 units), ATE; generators fitted to NPCI realizations 1..4,
+  seeds 1..5 each.
+* ``realistic-acic``: ACIC 2016 covariates (4,802 units), ATE; generators fitted to settings 4,
+  28, 44, 71, seeds 1..5 each.
+
+Literature suites (published simulation designs of the balancing / doubly robust literature,
+N = 1,000, ATE, true effects known; :mod:`cina.datasets.literature`, docs/realistic.md section 6):
+
+* ``literature-kang-schafer``: Kang & Schafer (2007), misspecified (transformed) covariates,
+  seeds 1..20.
+* ``literature-hainmueller``: Hainmueller (2012), overlap poor / medium / good x outcome designs
+  1 / 2 / 3, seeds 1..2 each (18 datasets).
+* ``literature-lunceford-davidian``: Lunceford & Davidian (2004), strong and moderate
+  association, seeds 1..10 each.
+* ``literature-nie-wager``: Nie & Wager (2021) setups A and C (d = 6), seeds 1..10 each.
+
+Groups: ``real``, ``synthetic``, ``ood``, ``all`` (these three), ``realistic``, ``literature``.
 """
 
 from __future__ import annotations
@@ -168,15 +194,76 @@ def _semi_suite() -> list[DatasetSpec]:
     return [DatasetSpec(f"semi-nsw-s{s}", partial(_semi, s)) for s in range(1, 21)]
 
 
+REALISTIC_SEEDS = range(1, 21)
+"""Seeds of the realistic ATE suites with one generator (the ATT suites use 21..40)."""
+REALISTIC_ATT_SEEDS = range(21, 41)
+REALISTIC_BASE_SEEDS = range(1, 6)
+"""Seeds per generator of the realistic suites with several (IHDP, ACIC: 4 x 5 datasets)."""
+
+
+def _realistic(table: str, seed: int, estimand: str, base: int | None) -> CausalDataset:
+    from ..datasets import sample_realistic
+
+    return sample_realistic(table, seed, estimand, base=base)
+
+
+def _realistic_suite(table: str, estimand: str = "ate"):
+    def make() -> list[DatasetSpec]:
+        from ..datasets import REALISTIC_BASES, generator_name
+
+        bases = REALISTIC_BASES.get(table)
+        plan = ([(None, s) for s in (REALISTIC_ATT_SEEDS if estimand == "att"
+                                      else REALISTIC_SEEDS)] if bases is None
+                else [(b, s) for b in bases for s in REALISTIC_BASE_SEEDS])
+        suffix = "-att" if estimand == "att" else ""
+        return [DatasetSpec(f"realistic-{generator_name(table, b)}{suffix}-s{s}",
+                            partial(_realistic, table, s, estimand, b),
+                            f"{table} generator{'' if b is None else f' base {b}'}, seed {s}")
+                for b, s in plan]
+    return make
+
+
+LITERATURE_N = 1000
+
+
+def _literature(design: str, seed: int, kwargs: tuple) -> CausalDataset:
+    from ..datasets import LITERATURE_DESIGNS
+
+    return LITERATURE_DESIGNS[design](seed, n=LITERATURE_N, **dict(kwargs))
+
+
+def _ks_suite() -> list[DatasetSpec]:
+    return [DatasetSpec(f"ks-s{s}", partial(_literature, "kang-schafer", s, ()))
+            for s in range(1, 21)]
+
+
+def _hainmueller_suite() -> list[DatasetSpec]:
+    return [DatasetSpec(f"hainmueller-{ov}-y{o}-s{s}",
+                        partial(_literature, "hainmueller", s,
+                                (("overlap", ov), ("outcome", o))))
+            for ov in ("poor", "medium", "good") for o in (1, 2, 3) for s in (1, 2)]
+
+
+def _ld_suite() -> list[DatasetSpec]:
+    return [DatasetSpec(f"ld-{a}-s{s}", partial(_literature, "lunceford-davidian", s,
+                                                 (("association", a),)))
+            for a in ("strong", "moderate") for s in range(1, 11)]
+
+
+def _nw_suite() -> list[DatasetSpec]:
+    return [DatasetSpec(f"nw-{k}-s{s}", partial(_literature, "nie-wager", s, (("setup", k),)))
+            for k in ("A", "C") for s in range(1, 11)]
+
+
 SUITES: dict[str, SuiteSpec] = {}
 """Suite name -> :class:`SuiteSpec`, in report order."""
 
 
 def register_suite(spec: SuiteSpec) -> None:
     """Add (or replace) a suite; tests register small or deliberately broken ones."""
-    if spec.kind not in ("real", "synthetic", "ood", "test"):
-        raise CInAValidationError(f"suite kind must be real, synthetic, ood or test; "
-                                  f"received {spec.kind!r}")
+    if spec.kind not in ("real", "synthetic", "ood", "realistic", "literature", "test"):
+        raise CInAValidationError(f"suite kind must be real, synthetic, ood, realistic, "
+                                  f"literature or test; received {spec.kind!r}")
     SUITES[spec.name] = spec
 
 
@@ -220,6 +307,51 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "ood": ("ood-dense", "ood-mechanism", "ood-overlap", "ood-wide"),
 }
 GROUPS["all"] = GROUPS["real"] + GROUPS["synthetic"] + GROUPS["ood"]
+
+for _spec in (
+    SuiteSpec("realistic-psid", "realistic",
+              "LaLonde PSID generator (fitted t and re78 models), N = 2,675, ATE, seeds 1-20",
+              _realistic_suite("lalonde-psid")),
+    SuiteSpec("realistic-psid-att", "realistic",
+              "LaLonde PSID generator, N = 2,675, ATT, seeds 21-40",
+              _realistic_suite("lalonde-psid", "att")),
+    SuiteSpec("realistic-cps", "realistic",
+              "LaLonde CPS generator (fitted t and re78 models), N = 16,177, ATE, seeds 1-20",
+              _realistic_suite("lalonde-cps")),
+    SuiteSpec("realistic-cps-att", "realistic",
+              "LaLonde CPS generator, N = 16,177, ATT, seeds 21-40",
+              _realistic_suite("lalonde-cps", "att")),
+    SuiteSpec("realistic-twins", "realistic",
+              "Twins generator (fitted t, binary mortality per arm), N = 11,984, ATE, seeds 1-20",
+              _realistic_suite("twins")),
+    SuiteSpec("realistic-ihdp", "realistic",
+              "IHDP generators fitted to NPCI realizations 1-4, N = 747, ATE, seeds 1-5 each",
+              _realistic_suite("ihdp")),
+    SuiteSpec("realistic-acic", "realistic",
+              "ACIC 2016 generators fitted to settings 4, 28, 44, 71, N = 4,802, ATE, seeds 1-5 "
+              "each", _realistic_suite("acic2016")),
+):
+    register_suite(_spec)
+GROUPS["realistic"] = ("realistic-psid", "realistic-psid-att", "realistic-cps",
+                       "realistic-cps-att", "realistic-twins", "realistic-ihdp", "realistic-acic")
+
+for _spec in (
+    SuiteSpec("literature-kang-schafer", "literature",
+              "Kang & Schafer (2007), transformed covariates, N = 1,000, ATE 10, seeds 1-20",
+              _ks_suite),
+    SuiteSpec("literature-hainmueller", "literature",
+              "Hainmueller (2012), 3 overlap x 3 outcome designs, N = 1,000, ATE, seeds 1-2",
+              _hainmueller_suite),
+    SuiteSpec("literature-lunceford-davidian", "literature",
+              "Lunceford & Davidian (2004), strong / moderate, N = 1,000, ATE 2, seeds 1-10",
+              _ld_suite),
+    SuiteSpec("literature-nie-wager", "literature",
+              "Nie & Wager (2021) setups A and C, d = 6, N = 1,000, ATE, seeds 1-10",
+              _nw_suite),
+):
+    register_suite(_spec)
+GROUPS["literature"] = ("literature-kang-schafer", "literature-hainmueller",
+                        "literature-lunceford-davidian", "literature-nie-wager")
 
 
 def available_suites() -> list[str]:

@@ -1,15 +1,17 @@
-"""The balancing attention layer (METHOD section 4) as a pure ``nn.Module``.
+"""The balancing attention layer (Algorithm 1; docs/method_notes.md sections 1, 4 and 5) as a
+pure ``nn.Module``.
 
 Units are tokens. Queries = keys = q(z) (the key map never sees the treatment), scores
 s_ij = q_i . q_j / bandwidth, and the attention-induced kernel k_ij = exp(s_ij - log h_i - log h_j)
 is built in log space. The layer's output is the SVM decision function f = K u + intercept, with
 K the kernel normalised to mean diagonal 1 (so lam = lam_rel) and u the per-unit values in
-representer form (u_j = h_j v_j in METHOD's notation; see docs/method_notes.md).
+representer form (u_j = h_j v_j with v the attention values; docs/method_notes.md section 4).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -31,7 +33,7 @@ def log_attention_kernel(q: torch.Tensor, bandwidth: float, normalize: bool = Tr
 class KeyMap(nn.Module):
     """z (n, d) -> keys (n, D). ``kind``: "frozen" (identity), "linear" or "mlp".
 
-    Guard against the degenerate optima of a learned kernel (METHOD section 9, items 4 and 6):
+    Guard against the degenerate optima of a learned kernel (docs/method_notes.md section 5):
     the keys are rescaled so that their mean squared norm equals that of z, so learning can
     rotate and reweight covariates but cannot sharpen the kernel towards the delta kernel.
     """
@@ -76,8 +78,12 @@ class BalancingAttention(nn.Module):
     """
 
     def __init__(self, n: int, d: int, bandwidth: float, key_map: str = "frozen",
-                 n_problems: int = 1, dtype: torch.dtype = torch.float64):
+                 n_problems: int = 1, dtype: torch.dtype = torch.float64,
+                 kernel_matvec: Callable[[torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
+        if kernel_matvec is not None and key_map != "frozen":
+            raise ValueError("a fixed kernel mat-vec needs the frozen key map")
+        self._kernel_matvec = kernel_matvec
         self.bandwidth = float(bandwidth)
         self.key_map = KeyMap(d, key_map).to(dtype)
         self.raw_values = nn.Parameter(torch.zeros(n_problems, n, dtype=dtype))
@@ -102,8 +108,24 @@ class BalancingAttention(nn.Module):
             return self._frozen_kernel
         return torch.exp(log_attention_kernel(self.key_map(z), self.bandwidth))
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decision values f - intercept = K u per problem (P, n), the values u, and K."""
-        K = self.kernel(z)
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Decision values f - intercept = K u per problem (P, n), the values u, and K (None
+        when the layer was given a fixed kernel mat-vec instead of computing K)."""
         u = self.values
+        if self._kernel_matvec is not None:
+            return _FixedKernelMatvec.apply(u, self._kernel_matvec), u, None
+        K = self.kernel(z)
         return u @ K, u, K
+
+
+class _FixedKernelMatvec(torch.autograd.Function):
+    """u -> u K for a fixed symmetric kernel given by its mat-vec; the gradient is g K."""
+
+    @staticmethod
+    def forward(ctx, u, matvec):
+        ctx.matvec = matvec
+        return matvec(u)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.matvec(grad), None

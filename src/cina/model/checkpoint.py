@@ -2,7 +2,7 @@
 
 File layout: the model's ``state_dict`` tensors plus a metadata header of JSON strings:
 ``format`` ("cina-zeroshot"), ``format_version``, ``cina_version``, ``model_version``,
-``config`` (:class:`~cina.model.zeroshot.ZeroShotConfig`), ``training_data`` (what the model was
+``config`` (:class:`~cina.model.balancer.ZeroShotConfig`), ``training_data`` (what the model was
 trained on: prior, ranges, number of datasets, recipe) and ``metrics`` (validation metrics of
 the final checkpoint).
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from .zeroshot import ZeroShotBalancer, ZeroShotConfig
+from .balancer import ZeroShotBalancer, ZeroShotConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_VERSION", "PINNED_SHA256", "pretrained_path",
            "sha256_file", "save_model", "load_model", "load_pretrained", "read_metadata"]

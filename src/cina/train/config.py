@@ -1,19 +1,34 @@
 """Pretraining configuration: a TOML file read into dataclasses (nanoGPT style, flat sections).
 
-Sections: ``[model]`` (:class:`cina.model.zeroshot.ZeroShotConfig`), ``[data]``, ``[optim]``,
-``[run]``. Unknown keys are an error so that a typo never silently falls back to a default.
+Sections: ``[model]`` (:class:`cina.model.balancer.ZeroShotConfig`), ``[data]``, ``[optim]``,
+``[run]``. Every key is checked when the file is read, so that a typo or a wrong value never
+reaches the training loop: unknown sections and keys are errors (a typo never silently falls
+back to a default), every value must have its field's type (an integer where an integer is
+expected, ``[lo, hi]`` pairs as two-element lists) and lie in its range
+(:data:`RULES`), and pairs must be ordered (``lo <= hi``). Errors are
+:class:`~cina.errors.CInAValidationError` messages naming the key, what it expects and what
+it received.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
+import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import CInAValidationError
-from ..model.zeroshot import ZeroShotConfig
+from ..model.balancer import ZeroShotConfig
 
-__all__ = ["DataConfig", "OptimConfig", "RunConfig", "PretrainConfig", "load_config"]
+__all__ = ["DataConfig", "OptimConfig", "RunConfig", "PretrainConfig", "load_config",
+           "config_from_dict", "validate_config", "DTYPES", "GENERATORS", "RULES"]
+
+DTYPES = ("float32", "float64")
+"""Training dtypes: float16/bfloat16 would overflow the kernel's exponentials."""
+
+GENERATORS = ("scm", "gaussian")
 
 
 @dataclass
@@ -56,7 +71,7 @@ class RunConfig:
     name: str = "zeroshot"
     out_dir: str = "runs/zeroshot"
     ckpt_every: int = 50
-    val_every: int = 100
+    val_every: int = 100  # 0: no validation
     log_every: int = 10
     threads: int = 1
     dtype: str = "float32"
@@ -78,31 +93,192 @@ class PretrainConfig:
         return asdict(self)
 
 
+SECTIONS: dict[str, type] = {"model": ZeroShotConfig, "data": DataConfig, "optim": OptimConfig,
+                             "run": RunConfig}
+
+# --- ranges ----------------------------------------------------------------------------------
+# (section, key) -> (lower bound, upper bound, lower bound inclusive); None: unbounded.
+# Pairs ("..._range") apply the bounds to both ends and require lo <= hi.
+_Bound = tuple[float | None, float | None, bool]
+RULES: dict[tuple[str, str], _Bound] = {
+    ("model", "hidden"): (1, None, True),
+    ("model", "n_encoder_layers"): (0, None, True),
+    ("model", "step_hidden"): (1, None, True),
+    ("model", "n_steps"): (1, None, True),
+    ("model", "dense_max_bytes"): (0, None, True),
+    ("model", "extra_steps"): (0, None, True),
+    ("model", "extra_tol"): (0, None, True),
+    ("model", "chunk_size"): (1, None, True),
+    ("model", "train_n_range"): (1, None, True),
+    ("model", "train_d_range"): (1, None, True),
+    ("model", "train_lam_rel_range"): (0, None, False),
+    ("data", "seed"): (0, None, True),
+    ("data", "n_range"): (10, None, True),  # both arms need units; the generators keep >= 5 each
+    ("data", "d_range"): (1, None, True),
+    ("data", "lam_rel_range"): (0, None, False),
+    ("data", "problem_probs"): (0, None, True),
+    ("data", "bandwidth_jitter_prob"): (0, 1, True),
+    ("data", "bandwidth_jitter_range"): (0, None, False),
+    ("data", "max_cells_per_microbatch"): (1, None, True),
+    ("data", "val_seed"): (0, None, True),
+    ("data", "val_n"): (1, None, True),
+    ("data", "val_n_range"): (10, None, True),
+    ("optim", "lr"): (0, None, False),
+    ("optim", "min_lr_ratio"): (0, 1, True),
+    ("optim", "weight_decay"): (0, None, True),
+    ("optim", "betas"): (0, 1, True),
+    ("optim", "warmup_steps"): (0, None, True),
+    ("optim", "max_steps"): (1, None, True),
+    ("optim", "time_budget_s"): (0, None, True),
+    ("optim", "batch_size"): (1, None, True),
+    ("optim", "grad_clip"): (0, None, False),
+    ("optim", "trace_weight"): (0, None, True),
+    ("optim", "supervised_weight"): (0, None, True),
+    ("optim", "train_extra_steps"): (0, None, True),
+    ("run", "ckpt_every"): (1, None, True),
+    ("run", "val_every"): (0, None, True),
+    ("run", "log_every"): (1, None, True),
+    ("run", "threads"): (1, None, True),
+    ("run", "seed"): (0, None, True),
+}
+
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("data", "generator"): GENERATORS,
+    ("run", "dtype"): DTYPES,
+}
+
+
+def _fail(where: str, expected: str, value) -> CInAValidationError:
+    return CInAValidationError(
+        f"pretraining config: {where} must be {expected}; received {value!r} "
+        f"({type(value).__name__})")
+
+
+def _bound_text(bound: _Bound, kind: str) -> str:
+    lo, hi, inclusive = bound
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>=' if inclusive else '>'} {lo:g}")
+    if hi is not None:
+        parts.append(f"<= {hi:g}")
+    return f"{kind} {' and '.join(parts)}" if parts else kind
+
+
+def _scalar(where: str, kind: type, value, bound: _Bound | None):
+    """Check one scalar of type ``kind`` (int, float, str, bool) and its range."""
+    name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[kind]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise _fail(where, name, value)
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise _fail(where, name, value)
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(where, _bound_text(bound, name) if bound else name, value)
+    if kind is int and not isinstance(value, int):
+        raise _fail(where, _bound_text(bound, name) if bound else name, value)
+    if not math.isfinite(value):
+        raise _fail(where, "a finite number", value)
+    if bound is not None:
+        lo, hi, inclusive = bound
+        if (lo is not None and (value < lo if inclusive else value <= lo)) or \
+                (hi is not None and value > hi):
+            raise _fail(where, _bound_text(bound, name), value)
+    return float(value) if kind is float else value
+
+
+def _check_value(section: str, key: str, hint, value):
+    where = f"[{section}] {key}"
+    bound = RULES.get((section, key))
+    if typing.get_origin(hint) is tuple:
+        kinds = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(kinds):
+            inner = ", ".join("an integer" if k is int else "a number" for k in kinds)
+            raise _fail(where, f"a list of {len(kinds)} values [{inner}]", value)
+        items = tuple(_scalar(f"{where}[{i}]", k, v, bound)
+                      for i, (k, v) in enumerate(zip(kinds, value, strict=True)))
+        if key.endswith("_range") or key == "train_extra_steps":
+            if items[0] > items[1]:
+                raise _fail(where, "an ordered pair [lo, hi] with lo <= hi", list(value))
+        if key == "problem_probs" and sum(items) <= 0:
+            raise _fail(where, "three non-negative probabilities with a positive sum",
+                        list(value))
+        return items
+    value = _scalar(where, hint, value, bound)
+    choices = _CHOICES.get((section, key))
+    if choices is not None and value not in choices:
+        raise _fail(where, f"one of {', '.join(repr(c) for c in choices)}", value)
+    return value
+
+
 def _build(cls, section: dict, name: str):
+    if not isinstance(section, dict):
+        raise CInAValidationError(
+            f"pretraining config: [{name}] must be a table of keys; received {section!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(section) - set(known))
     if unknown:
         raise CInAValidationError(
-            f"unknown key(s) {unknown} in [{name}] of the pretraining config; known: {sorted(known)}")
-    kw = {}
-    for k, v in section.items():
-        kw[k] = tuple(v) if isinstance(v, list) else v
+            f"pretraining config: unknown key(s) {unknown} in [{name}]; known: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    kw = {k: _check_value(name, k, hints[k], v) for k, v in section.items()}
     return cls(**kw)
 
 
+def validate_config(cfg: PretrainConfig) -> PretrainConfig:
+    """Check every field of a config built in Python (the same rules as a TOML file)."""
+    return config_from_dict(cfg.to_dict())
+
+
 def config_from_dict(d: dict) -> PretrainConfig:
-    unknown = sorted(set(d) - {"model", "data", "optim", "run"})
+    if not isinstance(d, dict):
+        raise CInAValidationError(f"pretraining config must be a table; received {d!r}")
+    unknown = sorted(set(d) - set(SECTIONS))
     if unknown:
-        raise CInAValidationError(f"unknown section(s) {unknown} in the pretraining config")
-    return PretrainConfig(model=_build(ZeroShotConfig, d.get("model", {}), "model"),
-                          data=_build(DataConfig, d.get("data", {}), "data"),
-                          optim=_build(OptimConfig, d.get("optim", {}), "optim"),
-                          run=_build(RunConfig, d.get("run", {}), "run"))
+        raise CInAValidationError(
+            f"pretraining config: unknown section(s) {unknown}; known: {list(SECTIONS)}")
+    built: dict[str, object] = {name: _build(cls, d.get(name, {}), name)
+                                for name, cls in SECTIONS.items()}
+    return PretrainConfig(**built)
 
 
 def load_config(path: str | Path) -> PretrainConfig:
+    """Read and check a TOML pretraining config (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise CInAValidationError(f"pretraining config {str(path)!r} not found")
-    with path.open("rb") as fh:
-        return config_from_dict(tomllib.load(fh))
+        raise CInAValidationError(f"pretraining config {str(path)!r} not found"
+                                  + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CInAValidationError(
+            f"pretraining config {str(path)!r} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CInAValidationError(
+            f"pretraining config {str(path)!r} cannot be read: {exc}") from None
+    return config_from_dict(raw)
+
+
+# --- comparing the config of a run with the one given on resume -----------------------------
+def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = list(v) if isinstance(v, (list, tuple)) else v
+    return out
+
+
+def config_differences(run: dict, given: dict,
+                       ignore: Callable[[str], bool] = lambda key: key == "run.out_dir"
+                       ) -> list[tuple[str, object, object]]:
+    """``(key, value in the run, value given)`` for every setting that differs (``ignore``:
+    keys that may differ, by default the run directory itself)."""
+    a, b = _flatten(run), _flatten(given)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if not ignore(k) and a.get(k) != b.get(k)]

@@ -30,7 +30,7 @@ class Problem:
     tau: float  # true effect of the problem's estimand (SATE, or SATT for problem 1)
     bandwidth: float
     lam_rel: float
-    problem: int  # index into cina.model.zeroshot.PROBLEMS
+    problem: int  # index into cina.model.balancer.PROBLEMS
     index: int
 
 

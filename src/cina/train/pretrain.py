@@ -1,35 +1,36 @@
-"""Pretraining of the zero-shot balancing model (Algorithm 2, METHOD sections 6 and 9).
+"""Pretraining of the zero-shot balancing model (the amortised solver of docs/zeroshot.md).
 
-``python -m cina.train.pretrain configs/zeroshot-v1.toml [--out DIR] [--resume]`` or
-``cina pretrain --config configs/zeroshot-v1.toml``; data-parallel with
-``torchrun --nproc_per_node=K -m cina.train.pretrain CONFIG`` (gloo on CPU, nccl on GPU).
+``cina pretrain --config configs/zeroshot-v1.toml [--out DIR] [--resume] [--export FILE]``
+(:func:`train_and_export`); data-parallel with
+``torchrun --nproc_per_node=K -m cina pretrain --config CONFIG`` (gloo on CPU, nccl on GPU).
 
 * Loss per dataset: log(objective(alpha) / lam) of its balancing QP at the predicted weights (its
   minimum is the exact optimum), plus ``trace_weight`` times the mean of the same after each
   intermediate refinement step, plus the optional ZS-S term ``supervised_weight * |tau_hat - tau|``.
-  The paper's attention-primal loss is omitted: METHOD section 9 item 1 shows it does not pin the
-  weights down, and the QP objective is the quantity it is a dual of.
+  The paper's attention-primal loss is not used: it does not pin the weights down, and the QP
+  objective is the quantity it is a dual of (docs/zeroshot.md, "Loss and recipe").
 * Optimiser AdamW, linear warmup then cosine decay to ``min_lr_ratio * lr``, gradient clipping.
 * Data: global step ``s`` consumes datasets ``s*B .. s*B+B-1`` of the stream (``B`` the batch
   size over all ranks); rank ``r`` of ``W`` takes ``s*B + r, s*B + r + W, ...`` Each rank's loss is
   its sum over datasets divided by ``B`` and gradients are all-reduced by summation, so ``W``
   processes compute the same update as one process with the whole batch.
 * Checkpoints (rank 0, atomic rename) every ``ckpt_every`` steps: model, optimiser, scheduler,
-  RNG states, step and data-stream position. Re-running the same command resumes from it (lines
-  of ``metrics.jsonl`` logged after the checkpoint are dropped, so the log has no duplicates).
+  RNG states, step and data-stream position, as tensors and plain values read back with
+  ``weights_only=True`` (:mod:`cina.train.run_dir`). Re-running the same command resumes from
+  it and reproduces the uninterrupted run bit for bit; a config that differs from the run's is
+  refused unless ``allow_config_change`` (the change is then logged).
 * Validation every ``val_every`` steps on a fixed held-out set of synthetic datasets: QP gap
   against the exact optimum (:func:`cina.balancing.solve_balancing_weights`), Pearson correlation
-  with the exact weights, ESS per arm and ATE error of the model vs the exact weights, written as
-  JSON lines to ``metrics.jsonl``.
+  with the exact weights, effective sample size per arm as a fraction of the arm
+  (``ess_frac_*``) and ATE error of the model vs the exact weights, written as JSON lines to
+  ``metrics.jsonl``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import random
 import signal
 import sys
 import time
@@ -42,14 +43,27 @@ import torch.distributed as dist
 
 from ..balancing.kernel import attention_kernel
 from ..balancing.weights import balancing_objective, solve_balancing_weights
-from ..model.zeroshot import PROBLEMS, ZeroShotBalancer
-from .config import PretrainConfig, load_config
+from ..errors import CheckpointError, CInAValidationError
+from ..model.balancer import PROBLEMS, ZeroShotBalancer
+from ..outputs import OutputSet
+from ..rules import effective_sample_fraction
+from .config import PretrainConfig, config_differences, load_config, validate_config
 from .data import Problem, collate, make_problem, microbatches
+from .run_dir import (
+    CHECKPOINT_NAME,
+    MetricsLog,
+    load_checkpoint,
+    prepare_run_dir,
+    remove_stale_files,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_config,
+)
 
-__all__ = ["pretrain", "export_model", "evaluate_problems", "summarise", "main",
+__all__ = ["pretrain", "export_model", "train_and_export", "evaluate_problems", "summarise",
            "CHECKPOINT_NAME"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
 _CRASH_ENV = "CINA_PRETRAIN_KILL_AT_STEP"  # test hook: SIGKILL this process after that step
 
 
@@ -145,10 +159,10 @@ def evaluate_problems(model: ZeroShotBalancer, problems: list[Problem],
         w = 2 * p.t - 1
         rec = {"index": p.index, "n": len(p.t), "d": p.Z.shape[1], "problem": p.problem,
                "lam_rel": p.lam_rel, "qp_gap": obj / ex["objective"] - 1.0, "corr": corr}
-        for arm, name in ((1, "treated"), (0, "control")):
+        for arm, name in ((1, "treated"), (0, "control")):  # Kish's ESS / arm size
             sel = p.t == arm
-            rec[f"ess_{name}"] = float(1.0 / np.sum(alpha[sel] ** 2) / sel.sum())
-            rec[f"ess_{name}_exact"] = float(1.0 / np.sum(ex["alpha"][sel] ** 2) / sel.sum())
+            rec[f"ess_frac_{name}"] = effective_sample_fraction(alpha[sel])
+            rec[f"ess_frac_{name}_exact"] = effective_sample_fraction(ex["alpha"][sel])
         rec["ate_err"] = abs(float(np.sum(alpha * w * p.y)) - p.tau)
         rec["ate_err_exact"] = abs(float(np.sum(ex["alpha"] * w * p.y)) - p.tau)
         recs.append(rec)
@@ -169,31 +183,43 @@ def summarise(recs: list[dict]) -> dict:
         "qp_gap_p90": float(np.quantile(gap, 0.9)),
         "corr_median": float(np.median(corr)) if corr.size else float("nan"),
         "corr_p10": float(np.quantile(corr, 0.1)) if corr.size else float("nan"),
-        "ess_treated_median": float(np.median(arr("ess_treated"))),
-        "ess_control_median": float(np.median(arr("ess_control"))),
-        "ess_treated_exact_median": float(np.median(arr("ess_treated_exact"))),
-        "ess_control_exact_median": float(np.median(arr("ess_control_exact"))),
+        "ess_frac_treated_median": float(np.median(arr("ess_frac_treated"))),
+        "ess_frac_control_median": float(np.median(arr("ess_frac_control"))),
+        "ess_frac_treated_exact_median": float(np.median(arr("ess_frac_treated_exact"))),
+        "ess_frac_control_exact_median": float(np.median(arr("ess_frac_control_exact"))),
         "ate_mae": float(np.mean(arr("ate_err"))),
         "ate_mae_exact": float(np.mean(arr("ate_err_exact"))),
     }
 
 
 def _validation_set(cfg: PretrainConfig, run_dir: Path) -> tuple[list[Problem], list[dict]]:
+    """The held-out problems and their exact solutions (cached in ``val_exact.npz``, keyed by
+    the data config that defines them, so a stale cache of another config is recomputed)."""
     dcfg = cfg.data
     probs = [make_problem(dcfg.val_seed, k, dcfg, n_range=dcfg.val_n_range)
              for k in range(dcfg.val_n)]
+    key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
     cache = run_dir / "val_exact.npz"
     if cache.exists():
-        z = np.load(cache)
-        if len(z.files) == 2 * len(probs):
-            return probs, [{"alpha": z[f"a{i}"], "objective": float(z[f"o{i}"])}
-                           for i in range(len(probs))]
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                if str(z["key"]) == key and len(z.files) == 2 * len(probs) + 1:
+                    return probs, [{"alpha": z[f"a{i}"], "objective": float(z[f"o{i}"])}
+                                   for i in range(len(probs))]
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable or another config's: recomputed below
     exact = [exact_solution(p) for p in probs]
-    tmp = run_dir / "val_exact.tmp.npz"
-    np.savez(tmp, **{f"a{i}": e["alpha"] for i, e in enumerate(exact)},
-             **{f"o{i}": np.array(e["objective"]) for i, e in enumerate(exact)})
-    os.replace(tmp, cache)
+    arrays = {f"a{i}": e["alpha"] for i, e in enumerate(exact)}
+    arrays.update({f"o{i}": np.array(e["objective"]) for i, e in enumerate(exact)})
+    out = OutputSet()
+    out.declare("val_exact.npz", cache)
+    out.commit({"val_exact.npz": lambda tmp: _savez(tmp, key=np.array(key), **arrays)})
     return probs, exact
+
+
+def _savez(path: str, **arrays) -> None:
+    with open(path, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
+        np.savez(fh, **arrays)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,19 +275,13 @@ class WarmupCosine:
         self._apply()
 
 
-def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: PretrainConfig,
-                     extra: dict) -> None:
-    state = {
+def _checkpoint_state(model, opt, sched, step: int, cfg: PretrainConfig, extra: dict) -> dict:
+    return {
         "model": model.state_dict(), "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(), "step": step,
         "datasets_consumed": step * cfg.optim.batch_size,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                "python": random.getstate()},
-        "config": cfg.to_dict(), **extra,
+        "rng": rng_state(), "config": cfg.to_dict(), **extra,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill -9 leaves either the old or the new checkpoint
 
 
 def _init_from(model: ZeroShotBalancer, cfg: PretrainConfig) -> None:
@@ -281,44 +301,87 @@ def _init_from(model: ZeroShotBalancer, cfg: PretrainConfig) -> None:
     model.load_state_dict({k: v.to(dtype=own[k].dtype) for k, v in src.state_dict().items()})
 
 
-def _truncate_log(log_path: Path, step: int) -> None:
-    if not log_path.exists():
-        return
-    keep = []
-    for line in log_path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill
-    log_path.write_text("".join(s + "\n" for s in keep))
+def _describe(changes: list[tuple[str, object, object]]) -> str:
+    return "; ".join(f"{k}: {a!r} in the run, {b!r} now" for k, a, b in changes)
+
+
+def _check_resumed_config(state: dict, cfg: PretrainConfig, ckpt_path: Path,
+                          allow_change: bool) -> list[tuple[str, object, object]]:
+    """The differences between the run's config and ``cfg``: none allowed unless
+    ``allow_change``, and never in [model] (the checkpoint's weights have its architecture)."""
+    changes = config_differences(state["config"], cfg.to_dict())
+    arch = [c for c in changes if c[0].startswith("model.")]
+    if arch:
+        raise CInAValidationError(
+            f"the config's [model] differs from the run's in {str(ckpt_path.parent)!r} "
+            f"({_describe(arch)}); a checkpoint cannot change its architecture: train into "
+            "another --out directory")
+    if changes and not allow_change:
+        raise CInAValidationError(
+            f"the config differs from the run's in {str(ckpt_path.parent)!r} (checkpoint at step "
+            f"{int(state['step'])}): {_describe(changes)}. Resume with the run's config, train "
+            "into another --out directory, or pass --allow-config-change "
+            "(allow_config_change=True) to continue with the new settings")
+    return changes
 
 
 # ----------------------------------------------------------------------------------------------
 # the training loop
 # ----------------------------------------------------------------------------------------------
 
+def _resolve_config(config, out_dir) -> PretrainConfig:
+    cfg = validate_config(config) if isinstance(config, PretrainConfig) else load_config(config)
+    if out_dir is not None:
+        cfg = replace(cfg, run=replace(cfg.run, out_dir=os.fspath(out_dir)))
+    if cfg.run.init_from and not Path(cfg.run.init_from).is_file():
+        raise CInAValidationError(
+            f"pretraining config: [run] init_from {cfg.run.init_from!r} is not a file (a model "
+            "file as shipped, e.g. src/cina/weights/zeroshot-v1.safetensors)")
+    return cfg
+
+
 def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = None,
-             resume: bool | None = None, max_steps: int | None = None) -> Path:
+             resume: bool | None = None, max_steps: int | None = None, *,
+             allow_config_change: bool = False) -> Path:
     """Train (or resume) the zero-shot model; returns the run directory.
 
     ``resume``: None resumes when the run directory holds a checkpoint and starts fresh otherwise;
-    True requires a checkpoint; False refuses to overwrite one. ``max_steps`` stops early (tests;
-    the schedule still follows the config).
+    True requires a checkpoint; False refuses to overwrite one. A resumed run must be given the
+    run's own config (``out_dir`` aside) unless ``allow_config_change``; [model] never changes.
+    ``max_steps`` stops early (tests; the schedule still follows the config).
+
+    Raises :class:`~cina.errors.CInAValidationError` (an invalid config, a config that differs
+    from the run's, ``resume=True`` without a checkpoint, ``resume=False`` with one, an
+    unwritable run directory) before any training, and
+    :class:`~cina.errors.CheckpointError` for a checkpoint that is corrupt or not safe to load.
     """
-    cfg = config if isinstance(config, PretrainConfig) else load_config(config)
-    if out_dir is not None:
-        cfg = replace(cfg, run=replace(cfg.run, out_dir=str(out_dir)))
+    cfg = _resolve_config(config, out_dir)
     rank, world, device = _dist_setup()
     if cfg.optim.batch_size % world:
-        raise ValueError(f"batch_size {cfg.optim.batch_size} must be divisible by the world "
-                         f"size {world}")
-    torch.set_num_threads(cfg.run.threads)
-    run_dir = Path(cfg.run.out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        raise CInAValidationError(
+            f"pretraining config: [optim] batch_size {cfg.optim.batch_size} must be divisible by "
+            f"the number of processes ({world})")
+    run_dir = prepare_run_dir(cfg.run.out_dir)
+    if rank == 0:
+        remove_stale_files(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
-    log_path = run_dir / "metrics.jsonl"
+    metrics = MetricsLog(run_dir, enabled=rank == 0)
+    torch.set_num_threads(cfg.run.threads)
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.run.dtype]
+
+    state = None
+    changes: list = []
+    if ckpt_path.exists():
+        if resume is False:
+            raise CInAValidationError(
+                f"{str(ckpt_path)!r} exists; resume it (resume=True, --resume) or train into "
+                "another --out directory")
+        state = load_checkpoint(ckpt_path, map_location=device)
+        changes = _check_resumed_config(state, cfg, ckpt_path, allow_config_change)
+    elif resume is True:
+        raise CInAValidationError(
+            f"--resume given but the run directory {str(run_dir)!r} has no checkpoint "
+            f"({CHECKPOINT_NAME}); leave out --resume to start the run")
 
     torch.manual_seed(cfg.run.seed)
     model = ZeroShotBalancer(cfg.model).to(device=device, dtype=dtype)
@@ -329,41 +392,45 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
     sched = WarmupCosine(opt, cfg)
     step = 0
     elapsed = 0.0
-    if ckpt_path.exists():
-        if resume is False:
-            raise FileExistsError(f"{ckpt_path} exists; pass resume=True (--resume) or another "
-                                  "--out directory")
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+    n_skipped = 0
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {str(ckpt_path)!r} does not match the model or "
+                                  f"the optimiser ({exc})") from None
         step = int(state["step"])
         elapsed = float(state.get("elapsed_s", 0.0))
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        n_skipped = int(state.get("skipped_steps", 0))
+        if changes:  # the optimiser's and the schedule's settings follow the new config
+            for g in opt.param_groups:
+                g["betas"] = tuple(cfg.optim.betas)
+                g["weight_decay"] = cfg.optim.weight_decay
+            sched.update(step, elapsed)
         if rank == 0:
-            _truncate_log(log_path, step)
+            metrics.keep_until(step)
+            if changes:
+                metrics.append({"kind": "config_change", "step": step,
+                                "changes": [{"key": k, "run": a, "now": b}
+                                            for k, a, b in changes]})
             print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
-    elif resume is True:
-        raise FileNotFoundError(f"--resume given but no checkpoint at {ckpt_path}")
+    elif rank == 0:
+        metrics.reset()  # records of an attempt killed before its first checkpoint
     if rank == 0:
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        write_config(run_dir, cfg.to_dict())
 
     val = None
     if rank == 0 and cfg.run.val_every > 0:
         val = _validation_set(cfg, run_dir)
 
-    def log(rec: dict) -> None:
-        if rank == 0:
-            with log_path.open("a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-
     def validate() -> None:
         if val is None:
             return
         summ = summarise(evaluate_problems(model, *val))
-        log({"kind": "val", "step": step, **summ})
+        metrics.append({"kind": "val", "step": step, **summ})
 
     last_step = cfg.optim.max_steps if max_steps is None else min(max_steps, cfg.optim.max_steps)
     from tqdm.auto import tqdm
@@ -372,7 +439,6 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
                desc="pretrain")
     B = cfg.optim.batch_size
     t_start = time.perf_counter() - elapsed
-    n_skipped = int(state.get("skipped_steps", 0)) if step else 0
     model.train()
     while step < last_step and not sched.done:
         lo, hi = cfg.optim.train_extra_steps
@@ -409,15 +475,17 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
             dist.all_reduce(tt)
             tot = float(tt)
         if step % cfg.run.log_every == 0 or finished:
-            log({"kind": "train", "step": step, "log_obj": tot / B, "grad_norm": float(gnorm),
-                 "skipped_steps": n_skipped,
-                 "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t_start})
-        if cfg.run.val_every > 0 and (step % cfg.run.val_every == 0 or (finished and max_steps is None)):
+            metrics.append({"kind": "train", "step": step, "log_obj": tot / B,
+                            "grad_norm": float(gnorm), "skipped_steps": n_skipped,
+                            "lr": sched.get_last_lr()[0],
+                            "elapsed_s": time.perf_counter() - t_start})
+        if cfg.run.val_every > 0 and (step % cfg.run.val_every == 0
+                                      or (finished and max_steps is None)):
             validate()
         if rank == 0 and (step % cfg.run.ckpt_every == 0 or finished):
-            _save_checkpoint(ckpt_path, model, opt, sched, step, cfg,
-                             {"elapsed_s": time.perf_counter() - t_start,
-                              "skipped_steps": n_skipped})
+            save_checkpoint(ckpt_path, _checkpoint_state(
+                model, opt, sched, step, cfg, {"elapsed_s": time.perf_counter() - t_start,
+                                               "skipped_steps": n_skipped}))
         if os.environ.get(_CRASH_ENV) == str(step):  # tests: a real SIGKILL mid-run
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
@@ -426,24 +494,7 @@ def pretrain(config: str | Path | PretrainConfig, out_dir: str | Path | None = N
     return run_dir
 
 
-def export_model(run_dir: str | Path, out_path: str | Path,
-                 model_version: str | None = None) -> str:
-    """Write the shipped safetensors file from a run's checkpoint; returns its sha256.
-    ``model_version`` defaults to the config's ``[run] name``."""
-    from ..model.checkpoint import save_model
-    from ..model.zeroshot import ZeroShotConfig
-
-    run_dir = Path(run_dir)
-    state = torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
-    cfgd = state["config"]
-    model = ZeroShotBalancer(ZeroShotConfig.from_dict(cfgd["model"]))
-    model.load_state_dict(state["model"])
-    metrics = {}
-    log_path = run_dir / "metrics.jsonl"
-    if log_path.exists():
-        vals = [json.loads(s) for s in log_path.read_text().splitlines() if '"val"' in s]
-        if vals:
-            metrics = vals[-1]
+def _training_data(state: dict, cfgd: dict) -> dict:
     data = dict(cfgd["data"])
     training_data = {
         "generator": data["generator"],
@@ -459,42 +510,59 @@ def export_model(run_dir: str | Path, out_path: str | Path,
     init_from = cfgd.get("run", {}).get("init_from", "")
     if init_from:  # fine-tuned: say from what
         training_data["init_from"] = init_from
+    return training_data
+
+
+def export_model(run_dir: str | Path, out_path: str | Path,
+                 model_version: str | None = None, *, outputs: OutputSet | None = None) -> str:
+    """Write the shipped safetensors file from a run's checkpoint; returns its sha256.
+
+    ``model_version`` defaults to the config's ``[run] name``. The file is written to a
+    temporary file and renamed into place (``outputs``: an :class:`~cina.outputs.OutputSet`
+    that already declared ``out_path``, as :func:`train_and_export` does before training).
+    The checkpoint is read with ``weights_only=True`` (:func:`cina.train.run_dir.load_checkpoint`).
+    """
+    from ..model.balancer import ZeroShotConfig
+    from ..model.checkpoint import save_model, sha256_file
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / CHECKPOINT_NAME
+    if outputs is None:
+        outputs = OutputSet(inputs=[ckpt])
+        outputs.declare("export", out_path)
+    if not ckpt.exists():
+        raise CInAValidationError(f"no checkpoint to export in {str(run_dir)!r}")
+    state = load_checkpoint(ckpt)
+    cfgd = state["config"]
+    model = ZeroShotBalancer(ZeroShotConfig.from_dict(cfgd["model"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not match its config ({exc})") \
+            from None
+    vals = [r for r in MetricsLog(run_dir).records() if r.get("kind") == "val"]
     version = model_version or cfgd.get("run", {}).get("name") or "zeroshot"
-    return save_model(model, out_path, training_data=training_data, metrics=metrics,
-                      model_version=version)
+    written = outputs.commit({outputs.labels[0]: lambda tmp: save_model(
+        model, tmp, training_data=_training_data(state, cfgd),
+        metrics=vals[-1] if vals else {}, model_version=version)})
+    return sha256_file(written[0])
 
 
-# ----------------------------------------------------------------------------------------------
-
-def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    from .cli import add_run_arguments
-
-    p = parser or argparse.ArgumentParser(prog="python -m cina.train.pretrain",
-                                          description=__doc__,
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config_pos", nargs="?", metavar="CONFIG", help="TOML config file")
-    p.add_argument("--config", dest="config", default=None, help="TOML config file")
-    add_run_arguments(p)
-    return p
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    from ..errors import CInAValidationError
-
-    config = args.config or args.config_pos
-    if not config:
-        raise CInAValidationError("a config file is required: --config FILE.toml")
-    run_dir = pretrain(config, out_dir=args.out, resume=True if args.resume else None)
-    if args.export and int(os.environ.get("RANK", "0")) == 0:
-        sha = export_model(run_dir, args.export)
-        print(f"exported {args.export} sha256={sha}")
-    print(f"run directory: {run_dir}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_cli(build_arg_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def train_and_export(config: str | Path, *, out_dir: str | Path | None = None,
+                     resume: bool | None = None, export: str | Path | None = None,
+                     allow_config_change: bool = False) -> dict:
+    """``cina pretrain``: train (or resume) a run, then export its model when ``export`` is
+    given (rank 0 only). The export path is checked before training (not the config, not the
+    checkpoint, its directory writable). Returns ``{"run_dir", "sha256"}`` (sha256 None without
+    an export)."""
+    cfg = _resolve_config(config, out_dir)
+    outputs = None
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if export is not None and rank0:
+        run_dir = Path(cfg.run.out_dir)
+        outputs = OutputSet(inputs=[config, run_dir / CHECKPOINT_NAME,
+                                    cfg.run.init_from or None])
+        outputs.declare("--export", export)
+    run_dir = pretrain(cfg, resume=resume, allow_config_change=allow_config_change)
+    sha = export_model(run_dir, export, outputs=outputs) if outputs is not None else None
+    return {"run_dir": run_dir, "sha256": sha}

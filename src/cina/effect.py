@@ -1,0 +1,219 @@
+"""The effect of balancing weights: the weighted estimate, its standard error, the augmented
+(doubly robust) estimate, and the outcome models behind them, in one place.
+
+For tau_hat = sum_i alpha_i (2 t_i - 1) y_i with weights that do not depend on the outcomes,
+conditionally on the covariates and treatments
+
+    Var(tau_hat | X, t) = sum_i alpha_i^2 sigma^2_{t_i}(x_i),
+
+sigma^2 the outcome's conditional variance around its regression in the unit's own arm
+(docs/method_notes.md section 6). Two estimates of sigma^2(x_i):
+
+* ``"kernel"`` (CInA's default): the squared leave-one-out residual of the per-arm kernel ridge
+  fit with the balancing kernel and the GP ridge (:func:`cina.balancing.outcome.gp_loo_residuals`);
+* ``"matching"``: Abadie and Imbens's (2006) estimate from the J nearest units of the same arm
+  (standardised covariates, the unit itself excluded), sigma_hat^2_i = J/(J+1) (y_i - mean of the
+  J neighbours' outcomes)^2; conservative beyond a few dimensions.
+
+Both target the conditional (sample) effect. Neither accounts for the bias left by imperfect
+balance; ``benchmarks/coverage.py`` measures how much that matters.
+
+The augmented estimate (docs/method_notes.md section 8), with per-arm outcome models m_a and the
+estimand's population T:
+
+    tau_aug = mean_{i in T} [m1(x_i) - m0(x_i)] + sum_i alpha_i (2t_i - 1) (y_i - m_{t_i}(x_i)),
+
+with se = sqrt(sum_i alpha_i^2 r_i^2), r the outcome model's out-of-sample residuals. The outcome
+models are registered by name in :data:`OUTCOME_MODELS` (a new learner is one function).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["EffectEstimate", "weighted_estimate", "se_from_residual_variance",
+           "matching_residual_variance", "weighting_se", "kernel_loo_residuals",
+           "augmented_estimate", "OUTCOME_MODELS", "VARIANCE_ESTIMATES", "outcome_model",
+           "balancing_effect", "se_sample", "SE_SAMPLE_FROM"]
+
+VARIANCE_ESTIMATES = ("kernel", "matching")
+
+
+@dataclass
+class EffectEstimate:
+    """An estimate, its standard error and what produced them (merged into the fit's info)."""
+
+    estimate: float
+    se: float
+    info: dict = field(default_factory=dict)
+
+
+def weighted_estimate(alpha: np.ndarray, t: np.ndarray, y: np.ndarray) -> float:
+    """sum_i alpha_i (2 t_i - 1) y_i: the weighting estimate of the effect."""
+    w = 2.0 * t - 1.0
+    return float(np.sum(alpha * w * y))
+
+
+def se_from_residual_variance(alpha: np.ndarray, resid: np.ndarray) -> float:
+    """sqrt(sum_i alpha_i^2 r_i^2), computed so that outcomes near the float range do not
+    overflow (the plain sum is used whenever it is finite, so ordinary data are unaffected)."""
+    se = float(np.sqrt(np.sum(alpha**2 * resid**2)))
+    if np.isfinite(se) or not np.all(np.isfinite(resid)):
+        return se
+    scale = float(np.max(np.abs(resid)))  # squares of ~1e200 overflow: rescale first
+    return scale * float(np.sqrt(np.sum(alpha**2 * (resid / scale) ** 2)))
+
+
+def matching_residual_variance(Z: np.ndarray, t: np.ndarray, y: np.ndarray,
+                               n_neighbors: int = 3) -> np.ndarray:
+    """Per-unit conditional outcome variance sigma_hat^2_i from J same-arm nearest neighbours."""
+    return _matching_residuals(Z, t, y, n_neighbors)[1]
+
+
+def _matching_residuals(Z, t, y, n_neighbors):
+    """(residual e_i with sigma_hat^2_i = e_i^2, sigma_hat^2) of the matching estimate."""
+    from sklearn.neighbors import NearestNeighbors
+
+    sigma2 = np.zeros(len(y))
+    resid_all = np.zeros(len(y))
+    for arm in (0, 1):
+        idx = np.flatnonzero(t == arm)
+        j = min(n_neighbors, len(idx) - 1)
+        if j < 1:
+            sigma2[idx] = np.var(y[idx]) if len(idx) > 1 else 0.0
+            resid_all[idx] = np.sqrt(sigma2[idx])
+            continue
+        nn = NearestNeighbors(n_neighbors=j + 1).fit(Z[idx])
+        _, nb = nn.kneighbors(Z[idx])
+        # drop the unit itself (first neighbour unless exact ties put another unit first)
+        own = nb == np.arange(len(idx))[:, None]
+        keep = np.where(own.any(axis=1, keepdims=True), ~own, np.arange(j + 1) < j)
+        neigh = nb[keep].reshape(len(idx), j)
+        resid = y[idx] - y[idx][neigh].mean(axis=1)
+        sigma2[idx] = j / (j + 1.0) * resid**2
+        resid_all[idx] = np.sqrt(j / (j + 1.0)) * resid
+    return resid_all, sigma2
+
+
+def weighting_se(Z: np.ndarray, t: np.ndarray, y: np.ndarray, alpha: np.ndarray,
+                 n_neighbors: int = 3) -> float:
+    """Standard error of sum_i alpha_i (2 t_i - 1) y_i given X and t, with the matching
+    estimate of sigma^2(x_i) (see the module doc)."""
+    resid, sigma2 = _matching_residuals(Z, t, y, n_neighbors)
+    se = float(np.sqrt(np.sum(alpha**2 * sigma2)))
+    return se if np.isfinite(se) else se_from_residual_variance(alpha, resid)
+
+
+def kernel_loo_residuals(Z: np.ndarray, t: np.ndarray, y: np.ndarray, *, bandwidth: float,
+                         ridge: float, seed: int = 0, rows: np.ndarray | None = None
+                         ) -> np.ndarray:
+    """Leave-one-out residuals of the per-arm kernel ridge fit (the "kernel" variance);
+    ``rows``: only those units' (and the fit's own units'; NaN elsewhere)."""
+    from .balancing.outcome import gp_loo_residuals
+
+    return gp_loo_residuals(Z, t, y, bandwidth=bandwidth, ridge=ridge, seed=seed, rows=rows)
+
+
+#: from this many units on, the "kernel" standard error sums over a weighted sample of them
+SE_SAMPLE_FROM = 50_000
+#: the sample's expected size
+SE_SAMPLE_SIZE = 20_000
+
+
+def se_sample(alpha: np.ndarray, size: int = SE_SAMPLE_SIZE, seed: int = 0
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson sample of units with inclusion probability pi_i = min(1, c alpha_i^2), c set
+    so that about ``size`` are drawn (units of weight 0 never are); returns (rows,
+    1 / pi_rows). sum_{i in sample} alpha_i^2 r_i^2 / pi_i is then unbiased for
+    sum_i alpha_i^2 r_i^2, with variance small where the weight is (docs/method_notes.md
+    section 11)."""
+    a2 = np.asarray(alpha, dtype=float) ** 2
+    if np.count_nonzero(a2) <= size:
+        rows = np.flatnonzero(a2 > 0)
+        return rows, np.ones(len(rows))
+    lo, hi = 0.0, size / a2[a2 > 0].min()
+    for _ in range(100):  # sum_i min(1, c a2_i) = size, by bisection on c
+        c = 0.5 * (lo + hi)
+        if np.minimum(1.0, c * a2).sum() > size:
+            hi = c
+        else:
+            lo = c
+    pi = np.minimum(1.0, lo * a2)
+    rows = np.flatnonzero(np.random.default_rng([seed, 11]).random(len(a2)) < pi)
+    return rows, 1.0 / pi[rows]
+
+
+# --- outcome models of the augmented estimate ---------------------------------------------------
+def _kernel_outcome_model(X, Z, t, y, *, bandwidth, ridge, seed):
+    """The GP posterior mean per arm with the balancing kernel and the GP ridge."""
+    from .balancing.outcome import gp_outcome_fit
+
+    return gp_outcome_fit(Z, t, y, bandwidth=bandwidth, ridge=ridge, seed=seed)
+
+
+def _gbm_outcome_model(X, Z, t, y, *, bandwidth, ridge, seed):
+    """Histogram gradient boosting per arm, 5-fold cross-fitted (fewer folds for tiny arms),
+    on the raw covariates."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from .crossfit import cross_fit_folds, cross_fit_outcomes
+
+    n_treated = int(t.sum())
+    folds = cross_fit_folds(t, min(5, n_treated, len(t) - n_treated), seed)
+    m0, m1 = cross_fit_outcomes(X, t, y, folds, HistGradientBoostingRegressor(), seed)
+    return m0, m1, y - np.where(t == 1, m1, m0)
+
+
+#: name -> outcome model: f(X, Z, t, y, *, bandwidth, ridge, seed) -> (m0, m1, out-of-sample
+#: residuals), each (n,)
+OUTCOME_MODELS: dict[str, Callable] = {"gbm": _gbm_outcome_model,
+                                       "kernel": _kernel_outcome_model}
+
+
+def outcome_model(name: str) -> Callable:
+    return OUTCOME_MODELS[name]
+
+
+def augmented_estimate(alpha: np.ndarray, t: np.ndarray, y: np.ndarray, m0: np.ndarray,
+                       m1: np.ndarray, resid: np.ndarray, estimand: str) -> EffectEstimate:
+    """The augmented balancing estimate and its se (module doc)."""
+    target = np.ones(len(t), bool) if estimand == "ate" else t == 1
+    w = 2.0 * t - 1.0
+    fitted = np.where(t == 1, m1, m0)
+    model_effect = float(np.mean(m1[target] - m0[target]))
+    estimate = float(np.mean(m1[target] - m0[target]) + np.sum(alpha * w * (y - fitted)))
+    return EffectEstimate(estimate, se_from_residual_variance(alpha, resid),
+                          {"outcome_model_effect": model_effect})
+
+
+def balancing_effect(alpha: np.ndarray, *, X: np.ndarray, Z: np.ndarray, t: np.ndarray,
+                     y: np.ndarray, estimand: str, bandwidth: float, ridge: float,
+                     augment: str | None = None, variance: str = "kernel",
+                     n_neighbors: int = 3, seed: int = 0) -> EffectEstimate:
+    """The effect of balancing weights alpha and its se: the weighting estimate with the
+    ``variance`` estimate, or with ``augment`` the augmented estimate with that outcome model.
+    ``ridge``: the GP noise-to-signal ratio of the lam rule (the kernel fits' ridge)."""
+    if augment is None:
+        estimate = weighted_estimate(alpha, t, y)
+        info: dict = {}
+        if variance == "kernel" and len(t) >= SE_SAMPLE_FROM:
+            # O(N) units of residuals cost O(N x 1,000) kernel entries: a weighted sample
+            rows, inv_pi = se_sample(alpha, seed=seed)
+            resid = kernel_loo_residuals(Z, t, y, bandwidth=bandwidth, ridge=ridge, seed=seed,
+                                         rows=rows)
+            se = se_from_residual_variance(alpha[rows] * np.sqrt(inv_pi), resid[rows])
+            info["se_units"] = int(len(rows))
+        elif variance == "kernel":
+            resid = kernel_loo_residuals(Z, t, y, bandwidth=bandwidth, ridge=ridge, seed=seed)
+            se = se_from_residual_variance(alpha, resid)
+        else:
+            se = weighting_se(Z, t, y, alpha, n_neighbors)
+        return EffectEstimate(estimate, se, info)
+    m0, m1, resid = OUTCOME_MODELS[augment](X, Z, t, y, bandwidth=bandwidth, ridge=ridge,
+                                            seed=seed)
+    out = augmented_estimate(alpha, t, y, m0, m1, resid, estimand)
+    out.info = {"augment": augment, **out.info}
+    return out

@@ -307,3 +307,12 @@ def test_bench_harness_api(tmp_path, tiny_suites):
     assert not outcome.interrupted and outcome.counts["computed"] == 2
     assert outcome.report["summary_md"].is_file()
     assert "`python api`" in (tmp_path / "o" / "commands.log").read_text()
+
+
+def test_bench_help_lists_every_registered_suite_and_group():
+    from cina.bench.suites import GROUPS, SUITES
+    from cina.cli.bench import DESCRIPTION
+
+    text = " ".join(DESCRIPTION.split())
+    for name in list(SUITES) + list(GROUPS):
+        assert name in text, name

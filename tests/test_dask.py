@@ -4,7 +4,7 @@ estimator, partition-wise validation, nothing of size N gathered, weights writte
 The cluster: two worker processes on the loopback interface, one thread each, whose memory limit
 is below the data's size (Dask spills what exceeds 60% of it to disk; the process-memory
 thresholds are off because a worker process's own baseline is above such a limit). Every test
-has a timeout (SIGALRM).
+has a timeout (TIMEOUT_S: tests/conftest.py).
 
 What is compared with the in-memory path: ``CInA(method="exact", kernel="nystrom")`` with the
 same rank, seed and settings (the same landmarks: drawn from the same rows), fitted on the
@@ -15,7 +15,6 @@ primal, so the comparison checks the solver too.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import warnings
 
@@ -32,19 +31,9 @@ distributed = pytest.importorskip("distributed")
 
 TIMEOUT_S = 240
 RANK = 48
+# above cina.effect.SE_SAMPLE_FROM: the se then sums over a weighted sample of the units, drawn
+# by the distributed path as in memory (the smaller data sets below check the full sum)
 N = 60_000
-
-
-@pytest.fixture(autouse=True)
-def _timeout():
-    def fail(signum, frame):
-        raise TimeoutError(f"test exceeded {TIMEOUT_S} s")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(TIMEOUT_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def _data(n: int, seed: int = 0) -> pd.DataFrame:
@@ -65,7 +54,7 @@ def data() -> pd.DataFrame:
     return _data(N)
 
 
-MEMORY_LIMIT = 3 * 2**20  # bytes per worker: below the data's size (asserted below)
+MEMORY_LIMIT = 2 * 2**20  # bytes per worker: below the data's size (asserted below)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +78,8 @@ def client():
 
 def _in_memory(df, monkeypatch, **settings):
     """CInA(method="exact", kernel="nystrom") at rank RANK (the estimator's kernel built with
-    the same rank and seed as the distributed factor)."""
+    the same rank and seed as the distributed factor), with the distributed path's pipeline:
+    the standardised covariates as keys and the plain weighting estimate (no outcome model)."""
     import cina.estimator as estimator_module
 
     make = estimator_module.make_kernel
@@ -99,7 +89,10 @@ def _in_memory(df, monkeypatch, **settings):
         return make(*args, **kwargs)
 
     monkeypatch.setattr(estimator_module, "make_kernel", with_rank)
-    est = cina.CInA(method="exact", kernel="nystrom", **settings)
+    pipeline = {"augment": None}
+    if "metric" in cina.CInA().get_params():
+        pipeline["metric"] = "standardized"
+    est = cina.CInA(method="exact", kernel="nystrom", **pipeline, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est.fit(df.drop(columns=["t", "y"]), df["t"], df["y"])
@@ -133,13 +126,21 @@ def test_missing_dask_is_a_clear_error(monkeypatch):
 # --- equality with the in-memory path ------------------------------------------------------------
 def test_parquet_glob_equals_in_memory_with_memory_limit_below_data(data, client, tmp_path,
                                                                     monkeypatch):
+    from cina.effect import SE_SAMPLE_FROM
+
     data_bytes = int(data.memory_usage(deep=True).sum())
     assert MEMORY_LIMIT < data_bytes  # each worker's limit is below the data's size
+    assert len(data) >= SE_SAMPLE_FROM  # the se of a weighted sample of the units
     pattern = _parquet(data, tmp_path / "data", 6)
     res = cina.distributed.fit(pattern, "t", "y", client=client, rank=RANK)
     ref = _in_memory(data, monkeypatch)
     assert abs(res.estimate - ref.effect_) < 1e-6
     assert abs(res.se - ref.se_) < 1e-6
+    assert res.info["se_units"] == ref.result_.info["se_units"]  # the same sample
+    # the bias-aware interval: the weighting bias's prior sd from the kernel imbalance
+    assert res.bias_sd > 0
+    assert res.bias_sd == pytest.approx(ref.result_.bias_sd, rel=1e-6)
+    np.testing.assert_allclose(res.interval(), ref.effect_interval(), atol=1e-6)
     assert res.info["lam_rel"] == pytest.approx(ref.result_.info["lam_rel"], rel=1e-12)
     assert res.info["bandwidth"] == pytest.approx(ref.result_.info["bandwidth"], rel=1e-10)
     assert res.feature_names == list(ref.feature_names_in_)
@@ -162,11 +163,30 @@ def test_att_and_mutual_equal_in_memory(client, monkeypatch):
         ref = _in_memory(df, monkeypatch, **settings)
         assert abs(res.estimate - ref.effect_) < 1e-6, settings
         assert abs(res.se - ref.se_) < 1e-6, settings
+        assert res.bias_sd == pytest.approx(ref.result_.bias_sd, rel=1e-6, abs=1e-12), settings
         w = res.weights.compute()["weight"].to_numpy()
         assert np.abs(w - ref.weights_.to_numpy()).max() < 1e-8, settings
         # the weights keep the input's partitions and index
         assert res.weights.npartitions == ddf.npartitions
         assert (res.weights.compute().index == df.index).all()
+
+
+def test_sampled_se_branches_equal_in_memory(client, monkeypatch):
+    """The se's weighted sample (cina.effect.se_sample) from a lowered threshold: a sample of
+    about 3,000 units, and every unit of positive weight when there are fewer than the sample's
+    size."""
+    import cina.effect as effect_module
+
+    df = _data(12_000, seed=7)
+    ddf = dd.from_pandas(df, npartitions=5)
+    monkeypatch.setattr(effect_module, "SE_SAMPLE_FROM", 5_000)
+    for size in (3_000, 50_000):
+        monkeypatch.setattr(effect_module, "SE_SAMPLE_SIZE", size)
+        res = cina.distributed.fit(ddf, "t", "y", client=client, rank=RANK)
+        ref = _in_memory(df, monkeypatch)
+        assert res.info["se_units"] == ref.result_.info["se_units"], size
+        assert abs(res.se - ref.se_) < 1e-6, size
+    assert res.info["se_units"] == np.count_nonzero(ref.weights_.to_numpy())
 
 
 def test_dask_arrays(client, monkeypatch):

@@ -1,9 +1,10 @@
 """cina in the py-why ecosystem: the DoWhy estimator (extra ``cina[dowhy]``) with DoWhy's
 refuters, and the EconML / DoubleML vocabulary of the results.
 
-The DoWhy tests skip, saying why, where DoWhy is not installed: dowhy 0.14 pins scipy <= 1.15.3
-on Python < 3.13, so it is an optional extra rather than part of the dev environment
-(docs/report.md, "DoWhy"). The vocabulary tests need no extra.
+The DoWhy tests (marked ``dowhy``) need DoWhy, which pins scipy <= 1.15.3 on Python < 3.13, so it
+is an optional extra rather than part of the dev environment (docs/report.md, "DoWhy"):
+``scripts/test.sh`` runs them in their own environment (``.venv-dowhy``) and deselects them in
+the main one; elsewhere they skip, saying why. The vocabulary tests need no extra.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def dowhy_model():
     return df, model, model.identify_effect(proceed_when_unidentifiable=True)
 
 
+@pytest.mark.dowhy
 @pytest.mark.parametrize("target_units", ["ate", "att"])
 def test_dowhy_estimate_is_cinas_fit(dowhy_model, target_units):
     from cina.integrations.dowhy import METHOD_NAME
@@ -75,6 +77,7 @@ def test_dowhy_estimate_is_cinas_fit(dowhy_model, target_units):
     assert "cina" in str(estimate)
 
 
+@pytest.mark.dowhy
 def test_dowhy_other_registry_methods(dowhy_model):
     from cina.integrations.dowhy import METHOD_NAME
 
@@ -92,6 +95,7 @@ def test_dowhy_other_registry_methods(dowhy_model):
         model.estimate_effect(identified, method_name=METHOD_NAME, target_units="atc")
 
 
+@pytest.mark.dowhy
 def test_dowhy_refuters_run_on_cina(dowhy_model):
     from cina.integrations.dowhy import METHOD_NAME
 

@@ -36,9 +36,14 @@ def frame():
 
 
 def _per_group(df, method, **settings):
+    """Per-group CInA fits with the groups' pipeline (cina.groups.GROUP_PIPELINE)."""
+    from cina.groups import GROUP_PIPELINE
+
+    params = cina.CInA().get_params()
+    pipeline = {k: v for k, v in GROUP_PIPELINE.items() if k in params}
     out = {}
     for g, sub in df.groupby("region"):
-        est = cina.CInA(method=method, **settings)
+        est = cina.CInA(method=method, **pipeline, **settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -61,6 +66,7 @@ def test_batched_zero_shot_equals_per_group_fits(frame):
         # the padded batch and the fit of one group differ only by float32 rounding
         assert row.estimate == pytest.approx(est.effect_, abs=1e-4)
         assert row.se == pytest.approx(est.se_, rel=1e-3)
+        assert row.bias_sd == pytest.approx(est.result_.bias_sd, rel=1e-3, abs=1e-9)
         assert row.ess_treated == pytest.approx(est.ess_["treated"], rel=1e-3)
         assert row.lam_rel == pytest.approx(est.result_.info["lam_rel"], rel=1e-9)
         assert row.n == len(est.data_.t)

@@ -101,7 +101,7 @@ def test_auto_follows_the_memory_budget():
     assert resolve_kernel_kind("auto", 1000, 5, dtype="float64",
                                dense_budget_bytes=8 * 1000**2) == "dense"
     assert resolve_kernel_kind("auto", 1001, 5, dtype="float64",
-                               dense_budget_bytes=8 * 1000**2) == "streamed"
+                               dense_budget_bytes=8 * 1000**2) == "nystrom"  # beyond: low rank
     assert resolve_kernel_kind("auto", 1001, 5, dtype="float32",
                                dense_budget_bytes=8 * 1000**2) == "dense"  # 4 bytes an entry
     assert resolve_kernel_kind("streamed", 10, 5) == "streamed"
@@ -158,8 +158,9 @@ def test_solvers_run_on_any_operator():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             alpha, info = cls(_MatvecOnly(Z, bw), problem, options)(0.1)
-            native, _ = cls(make_kernel(Z, bw, "auto", **cls.kernel_settings()), problem,
-                            options)(0.1)
+            if atol is None:  # the zero-shot model is compared with its native kernel's run
+                native, _ = cls(make_kernel(Z, bw, "auto", **cls.kernel_settings()), problem,
+                                options)(0.1)
         assert alpha.shape == t.shape and np.all(alpha >= 0)
         np.testing.assert_allclose([alpha[t == 1].sum(), alpha[t == 0].sum()], [1, 1])
         if atol is not None:
@@ -243,7 +244,7 @@ def test_zero_shot_kernel_budget_is_the_models():
     assert resolve_kernel_kind("auto", n_max, 5, dtype="float32",
                                dense_budget_bytes=cfg.dense_max_bytes) == "dense"
     assert resolve_kernel_kind("auto", n_max + 1, 5, dtype="float32",
-                               dense_budget_bytes=cfg.dense_max_bytes) == "streamed"
+                               dense_budget_bytes=cfg.dense_max_bytes) == "nystrom"
 
 
 @pytest.mark.parametrize("old,new,name", [

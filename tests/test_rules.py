@@ -31,6 +31,42 @@ def test_normalize_per_arm_modes():
     np.testing.assert_allclose(normalize_per_arm(zero, t, empty="uniform")[:2], [0.5, 0.5])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_normalize_per_arm_block_by_block_equals_the_whole(seed):
+    """The distributed path normalises each partition by the totals of all partitions: the
+    blocks put together are the whole set normalised at once (to rounding)."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    w, t = rng.gamma(1.0, size=n), (rng.random(n) < 0.4).astype(int)
+    cuts = np.sort(rng.choice(np.arange(1, n), size=3, replace=False))
+    blocks = np.split(np.arange(n), cuts)
+    totals = (w[t == 1].sum(), w[t == 0].sum())
+    counts = (int((t == 1).sum()), int((t == 0).sum()))
+    parts = [normalize_per_arm(w[b], t[b], totals=totals, counts=counts) for b in blocks]
+    np.testing.assert_allclose(np.concatenate(parts), normalize_per_arm(w, t), rtol=1e-14)
+    # an arm with zero total weight: uniform over the whole arm, not over the block
+    zero = np.where(t == 1, 0.0, w)
+    parts = [normalize_per_arm(zero[b], t[b], empty="uniform", totals=(0.0, totals[1]),
+                               counts=counts) for b in blocks]
+    np.testing.assert_allclose(np.concatenate(parts)[t == 1], 1.0 / counts[0])
+
+
+def test_balance_summary_headline_and_worst():
+    import pandas as pd
+
+    from cina.diagnostics import N_WORST, balance_summary
+
+    table = pd.DataFrame({"smd_before": [0.5, 0.05, 0.3, 0.2, 0.9, 0.4, 0.15],
+                          "smd_after": [0.02, 0.01, 0.12, 0.03, 0.04, 0.2, 0.05]},
+                         index=pd.Index(list("abcdefg"), name="covariate"))
+    out = balance_summary(table)
+    assert out["threshold"] == BALANCE_THRESHOLD
+    assert (out["n_over_before"], out["n_over_after"]) == (6, 2)
+    assert out["max_smd_after"] == 0.2 and out["n_covariates"] == 7
+    assert [w["covariate"] for w in out["worst"]] == ["f", "c", "g", "e", "d"][:N_WORST]
+    assert balance_summary(table, threshold=0.3)["n_over_before"] == 3
+
+
 def test_effective_sample_size_count_and_fraction():
     assert effective_sample_size(np.ones(8)) == pytest.approx(8.0)
     assert effective_sample_fraction(np.ones(8)) == pytest.approx(1.0)

@@ -29,6 +29,7 @@ from cina.sensitivity import (
     SensitivityResult,
     bias_bound,
     covariate_groups,
+    r2_y_at_bias,
     riesz_representer,
     robustness_value,
     sensitivity,
@@ -87,6 +88,19 @@ def test_robustness_value_solves_the_bound(seed):
     rv = robustness_value(distance, scale)
     assert 0 < rv < 1
     assert bias_bound(scale, rv, rv) == pytest.approx(distance, rel=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_r2_y_at_bias_inverts_the_bound(seed):
+    """The report's contours: on the curve r2_y = r2_y_at_bias(b, S, r2_d) the bound is b."""
+    rng = np.random.default_rng(seed)
+    scale, bias = rng.uniform(0.1, 10), rng.uniform(0.01, 2)
+    r2_d = rng.uniform(0.05, 0.9, size=20)
+    r2_y = r2_y_at_bias(bias, scale, r2_d)
+    inside = r2_y < 1
+    assert inside.any()
+    np.testing.assert_allclose(bias_bound(scale, r2_y[inside], r2_d[inside]), bias, rtol=1e-12)
+    assert np.all(np.diff(r2_y) * np.diff(r2_d) <= 0)  # stronger in r2_d, weaker in r2_y
 
 
 def test_robustness_value_edges():

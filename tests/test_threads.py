@@ -10,8 +10,7 @@ import pytest
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
-from cina import CInA  # noqa: E402
-from cina import _threads  # noqa: E402
+from cina import CInA, _threads  # noqa: E402
 from cina._threads import (  # noqa: E402
     ENV_VAR,
     SINGLE_THREAD_MAX_N,

@@ -1,5 +1,6 @@
 """cina: Causal Inference with Attention."""
 
+from ._version import __version__
 from .base import EffectEstimator
 from .errors import (
     CInAError,
@@ -11,8 +12,6 @@ from .errors import (
 )
 from .estimator import CInA
 from .results import EffectResult
-
-__version__ = "0.1.0"
 
 __all__ = ["CInA", "EffectEstimator", "EffectResult", "CInAError", "CInAValidationError",
            "CInAWarning", "DataFileError", "MissingDependencyError", "NotFittedError", "__version__"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
-__all__ = ["progress_bar", "show_progress"]
+__all__ = ["progress_bar", "progress_iter", "show_progress"]
 
 
 def show_progress(progress: bool | None, long_stage: bool) -> bool:
@@ -30,3 +30,13 @@ def progress_bar(show: bool, total: int, desc: str, unit: str):
         yield bar
     finally:
         bar.close()
+
+
+def progress_iter(items, show: bool, desc: str, unit: str):
+    """``items`` one by one, each counted on a :func:`progress_bar` once its work is done."""
+    items = list(items)
+    with progress_bar(show, len(items), desc, unit) as bar:
+        for item in items:
+            yield item
+            if bar is not None:
+                bar.update(1)

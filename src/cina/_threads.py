@@ -1,5 +1,5 @@
 """Thread policy: how many BLAS / OpenMP / torch threads a fit uses (docs/method_notes.md
-section 12).
+section 13).
 
 Why. numpy/scipy's OpenBLAS, the OpenMP runtimes of scikit-learn and torch, and torch's own
 pool each start one thread per core and spin while they wait. On a machine whose cores are
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 __all__ = ["single_threaded_blas", "blas_threads_for", "SINGLE_THREAD_MAX_N", "ENV_VAR",
            "ThreadChoice", "available_cores", "other_runnable_tasks", "resolve_threads",
-           "thread_limits", "fit_threads", "check_n_jobs"]
+           "thread_limits", "fit_threads", "check_n_jobs", "thread_setting"]
 
 # the exact QP solver (mat-vecs and Cholesky factors of the N x N kernel) ran faster on one
 # thread up to about this N on the 2-vCPU benchmark machine (N = 1,000: 0.12 s vs 0.18-0.25 s;
@@ -186,3 +186,22 @@ def fit_threads(n_jobs=None, n_units: int | None = None):
     choice = resolve_threads(n_jobs, n_units)
     with thread_limits(choice.threads):
         yield choice
+
+
+@contextlib.contextmanager
+def thread_setting(value):
+    """``CINA_NUM_THREADS`` set to ``value`` inside the block (None: unchanged), restored
+    afterwards: the command line's ``--threads``, for every fit it runs."""
+    if value is None:
+        yield
+        return
+    value = check_n_jobs(value, "--threads")
+    before = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(value)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = before

@@ -13,7 +13,11 @@ from .rules import (
 )
 
 __all__ = ["balance_table", "balance_summary", "max_abs_smd", "effective_sample_size",
-           "effective_sample_fraction", "weighted_mean_var", "BALANCE_THRESHOLD"]
+           "effective_sample_fraction", "weighted_mean_var", "smd_denominator", "BALANCE_THRESHOLD",
+           "N_WORST"]
+
+N_WORST = 5
+"""Covariates listed as the worst balanced by :func:`balance_summary`."""
 
 
 def weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,6 +28,16 @@ def weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mean, var
 
 
+def smd_denominator(var_treated: np.ndarray, var_control: np.ndarray, estimand: str
+                    ) -> np.ndarray:
+    """The standardised mean difference's denominator, the same before and after weighting:
+    the pooled unweighted standard deviation sqrt((s1^2 + s0^2) / 2) for the ATE, the treated
+    arm's s1 for the ATT (the population being targeted); 1 where it is 0 (a constant column)."""
+    denom = np.sqrt((var_treated + var_control) / 2) if estimand == "ate" else \
+        np.sqrt(var_treated)
+    return np.where(denom > 0, denom, 1.0)
+
+
 def _arm_moments(X: np.ndarray, t: np.ndarray, weights: np.ndarray, estimand: str):
     """Per-arm means and variances before and after weighting, and the SMD's denominator
     (columns above 1e100 in magnitude rescaled exactly first, so variances cannot overflow)."""
@@ -31,8 +45,7 @@ def _arm_moments(X: np.ndarray, t: np.ndarray, weights: np.ndarray, estimand: st
     x1, x0 = X[t == 1], X[t == 0]
     m1, v1 = x1.mean(axis=0), x1.var(axis=0)
     m0, v0 = x0.mean(axis=0), x0.var(axis=0)
-    denom = np.sqrt((v1 + v0) / 2) if estimand == "ate" else np.sqrt(v1)
-    denom = np.where(denom > 0, denom, 1.0)
+    denom = smd_denominator(v1, v0, estimand)
     wm1, wv1 = weighted_mean_var(x1, weights[t == 1])
     wm0, wv0 = weighted_mean_var(x0, weights[t == 0])
     return m1, v1, m0, v0, denom, wm1, wv1, wm0, wv0
@@ -77,9 +90,12 @@ def balance_table(X: np.ndarray, t: np.ndarray, weights: np.ndarray, *,
     }, index=pd.Index(names, name="covariate"))
 
 
-def balance_summary(table: pd.DataFrame, threshold: float = BALANCE_THRESHOLD) -> dict:
-    """Headline numbers of a balance table: max and mean |SMD| before/after, count over the
-    threshold (default :data:`cina.rules.BALANCE_THRESHOLD`)."""
+def balance_summary(table: pd.DataFrame, threshold: float = BALANCE_THRESHOLD,
+                    n_worst: int = N_WORST) -> dict:
+    """Headline numbers of a balance table: max and mean |SMD| before/after weighting, the count
+    over ``threshold`` (default :data:`cina.rules.BALANCE_THRESHOLD`), and the ``n_worst``
+    worst balanced covariates after weighting (``worst``: name, |SMD| before and after)."""
+    worst = table.sort_values("smd_after", ascending=False).head(n_worst)
     return {
         "max_smd_before": float(table["smd_before"].max()),
         "max_smd_after": float(table["smd_after"].max()),
@@ -88,5 +104,7 @@ def balance_summary(table: pd.DataFrame, threshold: float = BALANCE_THRESHOLD) -
         "n_over_before": int((table["smd_before"] > threshold).sum()),
         "n_over_after": int((table["smd_after"] > threshold).sum()),
         "n_covariates": int(len(table)),
+        "threshold": threshold,
+        "worst": [{"covariate": str(name), "smd_before": float(row.smd_before),
+                   "smd_after": float(row.smd_after)} for name, row in worst.iterrows()],
     }
-

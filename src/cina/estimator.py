@@ -1,9 +1,10 @@
 """The user-facing estimator :class:`CInA`.
 
-``CInA._fit_validated`` reads as the method: key map (standardised covariates) -> bandwidth rule
--> lam rule -> weight solver on the kernel operator (:mod:`cina.kernels`, :mod:`cina.solvers`)
--> balance guard -> effect and standard error (:mod:`cina.effect`) -> result. Each stage is one
-small method or function; nothing flows back.
+``CInA._fit_validated`` reads as the method: key map (standardised covariates, scaled by their
+relevance to the outcome) -> bandwidth rule -> lam rule -> weight solver on the kernel operator
+(:mod:`cina.kernels`, :mod:`cina.solvers`) and the imbalance it leaves -> effect, standard error
+and bias sd (:mod:`cina.effect`) -> result. Each stage is one small method or function; nothing
+flows back.
 """
 
 from __future__ import annotations
@@ -16,22 +17,35 @@ import numpy as np
 from ._threads import check_n_jobs
 from ._validation import ValidatedData
 from .balancing import resolve_bandwidth, standardize
+from .balancing.relevance import fit_relevance
 from .balancing.tuning import LAM_MIN, balance_guard, select_lam_rel
 from .balancing.weights import check_options
 from .base import EffectEstimator
 from .diagnostics import max_abs_smd
-from .effect import OUTCOME_MODELS, VARIANCE_ESTIMATES, balancing_effect
+from .effect import (
+    OUTCOME_MODELS,
+    VARIANCE_ESTIMATES,
+    arm_imbalances,
+    balancing_effect,
+    bias_sd,
+    fit_outcome_model,
+)
 from .errors import CInAValidationError
 from .kernels import kernel_class, kernel_kinds, make_kernel, resolve_kernel_kind
 from .results import EffectResult
 from .rules import BALANCE_THRESHOLD
 from .solvers import SOLVERS, BalancingProblem, SolverOptions, WeightSolver, solver_class
 
-__all__ = ["CInA", "CINA_METHODS", "AUGMENT_MODELS"]
+__all__ = ["CInA", "CINA_METHODS", "AUGMENT_MODELS", "METRICS", "AUTO_STACK_MAX_N"]
 
 #: the registered weight solvers' names (``method=``)
 CINA_METHODS = tuple(SOLVERS)
-AUGMENT_MODELS = (None, *OUTCOME_MODELS)
+AUGMENT_MODELS = (None, "auto", *OUTCOME_MODELS)
+#: the kernel's metric: covariates scaled by their learned relevance, or plain standardised
+METRICS = ("relevance", "standardized")
+#: ``augment="auto"`` uses the stacked outcome model up to this many units and plain weighting
+#: beyond, where the outcome learners would cost far more than the weights (docs/accuracy.md)
+AUTO_STACK_MAX_N = 100_000
 
 
 class _StageClock:
@@ -62,11 +76,19 @@ class CInA(EffectEstimator):
         for the ATE, the treated for the ATT), which removes the estimand drift of the paper's
         formulation; "mutual" is the paper's problem (P), arms balanced to each other.
     lam_rel : ridge relative to the mean kernel diagonal; None picks it per dataset: the
-        Gaussian-process marginal-likelihood rule (:func:`cina.balancing.tuning.select_lam_rel`)
-        with a balance guard (lam divided by 3 while a covariate's |SMD| after weighting exceeds
-        0.1, down to 0.01); see docs/method_notes.md section 2.
-    bandwidth : kernel bandwidth (a squared length scale of the standardised covariates); None or
-        "median" is the median heuristic, "sqrt_d"/"d" the fixed rules of the paper's setting.
+        Gaussian-process marginal-likelihood rule (:func:`cina.balancing.tuning.select_lam_rel`);
+        with ``metric="standardized"`` also the balance guard (lam divided by 3 while a
+        covariate's |SMD| after weighting exceeds 0.1, down to 0.01); see
+        docs/method_notes.md sections 2 and 14.
+    metric : the kernel's keys. "relevance" (default) divides each standardised covariate by
+        its length scale in a Gaussian process of the outcome (automatic relevance
+        determination on <= 400 units, :mod:`cina.balancing.relevance`), so the weights balance
+        what the outcome depends on and not the covariates it ignores; bandwidth 1.
+        "standardized" is the paper's kernel on the standardised covariates (median bandwidth),
+        with the balance guard. docs/method_notes.md section 14, docs/accuracy.md.
+    bandwidth : kernel bandwidth (a squared length scale of the keys); None is 1 with
+        ``metric="relevance"`` and the median heuristic otherwise; "median" the median
+        heuristic, "sqrt_d"/"d" the fixed rules of the paper's setting.
     penalty : "squared_hinge" (ridge on the weights, docs/method_notes.md section 3) or "hinge"
         (the plain-hinge variant: weights capped at 1 / (lam_rel n_arm), no ridge; exact only).
     learn_kernel : Algorithm 1 only. False freezes the key map (exactly the QP); "linear" or "mlp"
@@ -83,21 +105,25 @@ class CInA(EffectEstimator):
         the per-arm kernel ridge fit with the same kernel and the GP ridge; "matching" uses
         Abadie-Imbens nearest-neighbour residuals (conservative in more than a few dimensions).
     n_neighbors_se : neighbours of the "matching" variance estimate.
-    augment : None (default) estimates sum_i alpha_i (2t_i - 1) y_i; "gbm" or "kernel" gives the
-        augmented (doubly robust) balancing estimate mean_T(m1 - m0) + sum_i alpha_i (2t_i - 1)
-        (y_i - m_{t_i}(x_i)) with per-arm outcome models m_a: 5-fold cross-fitted histogram
-        gradient boosting ("gbm") or the GP posterior mean with the balancing kernel ("kernel").
+    augment : the outcome model of the augmented (doubly robust) balancing estimate
+        mean_T(m1 - m0) + sum_i alpha_i (2t_i - 1) (y_i - m_{t_i}(x_i)). "auto" (default) is
+        "stack" up to 100,000 units and None beyond (:data:`AUTO_STACK_MAX_N`). "stack": per arm
+        a non-negative combination, chosen on out-of-sample predictions, of a random forest,
+        gradient boosting, ridge regression and the GP posterior mean with the balancing kernel
+        (5-fold cross-fitted); "gbm": cross-fitted histogram gradient boosting; "kernel": the GP
+        posterior mean alone; None: the plain weighting estimate sum_i alpha_i (2t_i - 1) y_i.
         The weights are the same; the se uses the outcome model's out-of-sample residuals.
     kernel : how the kernel operator is held (:mod:`cina.kernels`): "auto" (default) takes the
-        dense n x n matrix while it fits the method's memory budget and N is below
-        :data:`cina.kernels.LOWRANK_FROM`, and the low-rank Nystrom factor (m = 256 landmarks,
-        O(N m) memory and time per mat-vec) beyond; "dense", "nystrom",
-        "random-features" or "streamed" (O(N) memory, O(N^2) time) force one. See
-        docs/method_notes.md section 11 for the low-rank operators' accuracy.
+        dense n x n matrix while it fits the method's memory budget and N is below the method's
+        low-rank threshold (exact: 4,000 units; zero-shot: its budget, 11,585), and the
+        low-rank Nystrom factor beyond (m = 256 landmarks, fewer past 2 GiB; O(N m) memory and
+        time per mat-vec; exact then solves the QP in its m-dimensional dual); "dense",
+        "nystrom", "random-features" or "streamed" (O(N) memory, O(N^2) time) force one. See
+        docs/method_notes.md section 12 for the low-rank operators and their accuracy.
     n_jobs : threads of the fit (BLAS, OpenMP, torch): None (default) follows the thread
         policy (``CINA_NUM_THREADS`` if set, else one thread up to 2,000 units and otherwise
         the cores not busy with other tasks at the fit's start, docs/method_notes.md section
-        12); a positive count, or -1 for every available core, forces it.
+        13); a positive count, or -1 for every available core, forces it.
     """
 
     _is_weighting = True
@@ -107,8 +133,8 @@ class CInA(EffectEstimator):
                  learn_kernel=False, random_state: int = 0, dtype: str = "float64",
                  max_iter: int | None = None, tol: float | None = None,
                  variance: str = "kernel",
-                 n_neighbors_se: int = 3, augment: str | None = None, kernel: str = "auto",
-                 n_jobs: int | None = None):
+                 n_neighbors_se: int = 3, augment: str | None = "auto", kernel: str = "auto",
+                 n_jobs: int | None = None, metric: str = "relevance"):
         self.method = method
         self.estimand = estimand
         self.balance = balance
@@ -125,6 +151,7 @@ class CInA(EffectEstimator):
         self.augment = augment
         self.kernel = kernel
         self.n_jobs = n_jobs
+        self.metric = metric
 
     @property
     def method_name(self) -> str:  # type: ignore[override]
@@ -138,6 +165,9 @@ class CInA(EffectEstimator):
         if self.augment not in AUGMENT_MODELS:
             raise CInAValidationError(
                 f"augment must be one of {AUGMENT_MODELS}; received {self.augment!r}")
+        if self.metric not in METRICS:
+            raise CInAValidationError(
+                f"metric must be one of {METRICS}; received {self.metric!r}")
         if self.variance not in VARIANCE_ESTIMATES:
             raise CInAValidationError(
                 f"variance must be 'kernel' or 'matching'; received {self.variance!r}")
@@ -170,7 +200,8 @@ class CInA(EffectEstimator):
         cannot take this many units on it."""
         settings = solver.kernel_settings()
         kind = resolve_kernel_kind(self.kernel, data.n, data.d, dtype=settings["dtype"],
-                                   dense_budget_bytes=settings["dense_budget_bytes"])
+                                   dense_budget_bytes=settings["dense_budget_bytes"],
+                                   lowrank_from=settings.get("lowrank_from"))
         limit = solver.size_limit(kernel_class(kind, settings["dtype"]))
         if limit is not None and data.n > limit:
             raise CInAValidationError(
@@ -178,22 +209,39 @@ class CInA(EffectEstimator):
                 f"received {data.n:,}. Use method='zero-shot' (O(N) memory) or subsample")
         return kind
 
-    @staticmethod
-    def _keys(data: ValidatedData) -> np.ndarray:
-        """The kernel's keys: the covariates standardised over the whole sample."""
-        return standardize(data.X)[0]
+    def _keys(self, data: ValidatedData) -> tuple[np.ndarray, dict]:
+        """The kernel's keys: the covariates standardised over the whole sample and, with
+        ``metric="relevance"``, divided by their GP length scales (a covariate the outcome
+        ignores gets a length scale of 1,000 and drops out of the kernel). The relevance fit
+        falls back to the standardised keys when there is nothing to learn (a constant outcome)
+        and says so in the info."""
+        Z = standardize(data.X)[0]
+        if self.metric == "standardized":
+            return Z, {"metric": "standardized"}
+        fit = fit_relevance(Z, data.t, data.y, seed=self.random_state)
+        if fit is None:
+            return Z, {"metric": "standardized (relevance fit unavailable)"}
+        return fit.keys(Z), {"metric": "relevance", **fit.info(data.feature_names)}
 
-    def _lam_rule(self, Z: np.ndarray, data: ValidatedData, bw: float) -> tuple[float, dict]:
-        """The GP noise-to-signal ratio: the data-driven lam, and the ridge of the residual
-        model behind the standard error (computed on <= 1,000 units, whatever N)."""
-        return select_lam_rel(Z, data.t, data.y, bandwidth=bw, balance=self.balance,
+    def _resolved_augment(self, n: int) -> str | None:
+        if self.augment == "auto":
+            return "stack" if n <= AUTO_STACK_MAX_N else None
+        return self.augment
+
+    def _lam_rule(self, Z: np.ndarray, data: ValidatedData, target: np.ndarray, bw: float
+                  ) -> tuple[float, dict]:
+        """The GP noise-to-signal ratio of ``target`` (the outcome, or an outcome model's
+        residual): the data-driven lam, the ridge of the kernel fits and the arms' signal
+        variances (computed on <= 1,000 units, whatever N)."""
+        return select_lam_rel(Z, data.t, target, bandwidth=bw, balance=self.balance,
                               estimand=self.estimand, seed=self.random_state)
 
     def _weights(self, data: ValidatedData, Z: np.ndarray, bw: float, lam_rel: float,
-                 solver: type[WeightSolver], kind: str) -> tuple[np.ndarray, float, dict, int]:
+                 solver: type[WeightSolver], kind: str, guard: bool
+                 ) -> tuple[np.ndarray, float, dict, int]:
         """The dataset's kernel operator and the solver prepared on it (both freed on return),
-        the weights, and with a data-driven lam the balance guard: (alpha, lam_rel used,
-        solver info, guard steps)."""
+        the weights, with ``guard`` the balance guard of the lam rule, and the kernel imbalance
+        each arm keeps: (alpha, lam_rel used, solver info, guard steps)."""
         kernel = make_kernel(Z, bw, kind, **solver.kernel_settings(),
                              random_state=self.random_state)
         prepared = solver(kernel, BalancingProblem(data.t, self.balance, self.estimand,
@@ -201,43 +249,67 @@ class CInA(EffectEstimator):
                           SolverOptions(max_iter=self.max_iter, tol=self.tol,
                                         random_state=self.random_state, dtype=self.dtype,
                                         learn_kernel=self.learn_kernel))
-        if self.lam_rel is not None:
-            alpha, info = prepared(lam_rel)
-            return alpha, lam_rel, info, 0
-        # the balance guard of the lam rule (docs/method_notes.md section 2)
-        return balance_guard(prepared, lam_rel,
-                             lambda a: max_abs_smd(data.X, data.t, a, self.estimand),
-                             threshold=BALANCE_THRESHOLD, floor=LAM_MIN)
+        if guard:  # the balance guard of the lam rule (docs/method_notes.md section 2)
+            alpha, lam_rel, info, steps = balance_guard(
+                prepared, lam_rel, lambda a: max_abs_smd(data.X, data.t, a, self.estimand),
+                threshold=BALANCE_THRESHOLD, floor=LAM_MIN)
+        else:
+            (alpha, info), steps = prepared(lam_rel), 0
+        info = {**info, "imbalance": arm_imbalances(kernel.matvec, alpha, data.t,
+                                                     self.estimand)}
+        return alpha, lam_rel, info, steps
 
     def _fit_validated(self, data: ValidatedData) -> EffectResult:
         self._check_settings()
         solver = solver_class(self.method)
         kind = self._kernel_kind(solver, data)
+        augment = self._resolved_augment(data.n)
         clock = _StageClock()
+        with clock("key_map"):
+            Z, info = self._keys(data)
         with clock("bandwidth"):
-            Z = self._keys(data)
-            bw = resolve_bandwidth(Z, self.bandwidth)
+            bw = resolve_bandwidth(Z, 1.0 if self.bandwidth is None and
+                                   info["metric"] == "relevance" else self.bandwidth)
         with clock("lam_rule"):
-            gp_lam, lam_info = self._lam_rule(Z, data, bw)
+            gp_lam, lam_info = self._lam_rule(Z, data, data.y, bw)
+        info.update({"bandwidth": bw,
+                     **(lam_info if self.lam_rel is None else {"lam_rule": "given"})})
         lam_rel = gp_lam if self.lam_rel is None else float(self.lam_rel)
-        info: dict = {"bandwidth": bw,
-                      **(lam_info if self.lam_rel is None else {"lam_rule": "given"})}
+        outcome = None
+        if augment is not None:
+            with clock("outcome_model"):
+                outcome = fit_outcome_model(augment, data.X, Z, data.t, data.y, bandwidth=bw,
+                                            ridge=gp_lam, seed=self.random_state)
+            if self.lam_rel is None:
+                # augmented, the weights balance the outcome model's residual, not the outcome:
+                # lam is the GP noise-to-signal ratio of the out-of-sample residuals
+                # (docs/method_notes.md section 14)
+                with clock("lam_rule"):
+                    lam_rel, resid_info = self._lam_rule(Z, data, outcome.resid, bw)
+                info.update(lam_rule="gp-marginal-likelihood on the outcome model's residuals",
+                            gp_noise_ratio_residual=resid_info.get("gp_noise_ratio"))
+        # the guard forces every covariate's balance: right for the standardised key map, wrong
+        # for the relevance map, whose point is to leave irrelevant covariates free
+        guard = self.lam_rel is None and info["metric"] != "relevance"
         with clock("weights"):  # kernel and weights, balance guard included
             alpha, lam_rel, weight_info, guard_steps = self._weights(data, Z, bw, lam_rel,
-                                                                     solver, kind)
-        if self.lam_rel is None:
+                                                                     solver, kind, guard)
+        if guard:
             info["lam_guard_steps"] = guard_steps
         info["lam_rel"] = lam_rel
         info["kernel"] = kind
         info.update(weight_info)
-        with clock("standard_error" if self.augment is None else "outcome_model"):
+        with clock("standard_error" if outcome is None else "outcome_model"):
             effect = balancing_effect(alpha, X=data.X, Z=Z, t=data.t, y=data.y,
                                       estimand=self.estimand, bandwidth=bw, ridge=gp_lam,
-                                      augment=self.augment, variance=self.variance,
+                                      outcome=outcome, variance=self.variance,
                                       n_neighbors=self.n_neighbors_se, seed=self.random_state)
         info.update(effect.info)
+        signal = {a: lam_info.get(f"signal_var_arm{a}", float("nan")) for a in (0, 1)}
+        bias = bias_sd(signal, info["imbalance"]) if self.lam_rel is None else 0.0
+        info["bias_sd"] = bias
         info["seconds_by_stage"] = clock.seconds
         return EffectResult(estimate=effect.estimate, se=effect.se, estimand=self.estimand,
                             method=self.method, n=data.n, n_treated=data.n_treated,
                             n_control=data.n_control, seconds=0.0, weights=alpha, t=data.t,
-                            info=info)
+                            info=info, bias_sd=bias)

@@ -1,7 +1,8 @@
 """The effect within each group of a column, many groups at once (``cina estimate --by COL``).
 
 :func:`estimate_by` returns one tidy row per group: its size and arms, the estimate, standard
-error and interval, the effective sample size of each arm, the largest |SMD| after weighting,
+error, the weighting bias's prior sd and the interval that combines both (as
+:class:`cina.CInA`'s), the effective sample size of each arm, the largest |SMD| after weighting,
 the rules' choices, a ``status`` and the group's warnings. A group that cannot be estimated (too
 few units, an arm with fewer than 2 units, invalid for the method) gets its status and empty
 numbers, never an exception.
@@ -17,13 +18,15 @@ mask; groups sorted by size so that a batch pads little), each group with its ow
 lam (the per-group rules of the in-memory estimator: the median heuristic and the GP rule on at
 most 1,000 units, computed per group) and its own balance guard (re-run in the batch for the
 groups whose balance is still off). Weights and estimates equal a per-group
-``CInA(method="zero-shot")`` fit to float32 rounding (a padded batch sums zeros: the model's
-steps are per dataset). Other methods run a per-group loop of the registry's estimator. With a
-Dask ``client`` the batches are spread over the workers. Measured: benchmarks/groups.py.
+``CInA(method="zero-shot", metric="standardized", augment=None)`` fit (:data:`GROUP_PIPELINE`)
+to float32 rounding (a padded batch sums zeros: the model's steps are per dataset). Other
+methods run a per-group loop of the registry's estimator. With a Dask ``client`` the batches are
+spread over the workers. Measured: benchmarks/groups.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -36,18 +39,25 @@ from ._validation import ValidatedData, validate_inputs
 from .errors import CInAError, CInAValidationError
 from .rules import BALANCE_THRESHOLD, effective_sample_size, normalize_per_arm
 
-__all__ = ["estimate_by", "GROUP_COLUMNS", "MIN_GROUP_UNITS", "STATUS_OK"]
+__all__ = ["estimate_by", "GROUP_COLUMNS", "MIN_GROUP_UNITS", "STATUS_OK", "GROUP_PIPELINE"]
 
 #: groups with fewer units are reported ("too few units"), not estimated
 MIN_GROUP_UNITS = 10
 STATUS_OK = "ok"
 #: the columns of :func:`estimate_by`'s table, in order
-GROUP_COLUMNS = ("group", "status", "n", "n_treated", "n_control", "estimate", "se", "ci_low",
-                 "ci_high", "ess_treated", "ess_control", "max_smd_after", "lam_rel",
+GROUP_COLUMNS = ("group", "status", "n", "n_treated", "n_control", "estimate", "se", "bias_sd",
+                 "ci_low", "ci_high", "ess_treated", "ess_control", "max_smd_after", "lam_rel",
                  "bandwidth", "warnings")
 #: the padded batch's kernel (B x N x N float32) is kept within this many bytes
 BATCH_BYTES = 256 * 2**20
 DEFAULT_BATCH = 8
+#: the pipeline of every group's fit (the batched model's, and the per-group loop's where the
+#: estimator has these settings): the kernel on the standardised covariates (median bandwidth,
+#: balance guard) and the plain weighting estimate with the kernel standard error. Not the
+#: single fit's default (relevance keys, stacked outcome model): an outcome model per group
+#: costs what a DML fit per group costs, and the relevance fit needs more units than many
+#: groups have
+GROUP_PIPELINE = {"metric": "standardized", "augment": None}
 
 
 # --- one group's numbers ---------------------------------------------------------------------
@@ -59,14 +69,19 @@ def _row(group, status: str, n: int = 0, n1: int = 0, **values) -> dict:
 
 
 def _finish(group, data: ValidatedData, alpha: np.ndarray, se: float, estimand: str,
-            alpha_level: float, extra: dict, notes: list[str]) -> dict:
+            alpha_level: float, extra: dict, notes: list[str], bias_sd: float = 0.0) -> dict:
+    """The row of an estimated group; the interval is the estimator's: normal, with the
+    sampling se and the weighting bias's sd combined (:class:`cina.results.EffectResult`)."""
     from .diagnostics import max_abs_smd
     from .results import normal_interval
 
     t, y = data.t, data.y
     estimate = float(np.sum(alpha * (2.0 * t - 1.0) * y))
-    lo, hi = normal_interval(estimate, se, alpha_level) if np.isfinite(se) else (math.nan,) * 2
-    return _row(group, STATUS_OK, data.n, data.n_treated, estimate=estimate, se=se, ci_low=lo,
+    total = float(np.hypot(se, bias_sd or 0.0))
+    lo, hi = normal_interval(estimate, total, alpha_level) if np.isfinite(total) \
+        else (math.nan,) * 2
+    return _row(group, STATUS_OK, data.n, data.n_treated, estimate=estimate, se=se,
+                bias_sd=float(bias_sd or 0.0), ci_low=lo,
                 ci_high=hi, ess_treated=effective_sample_size(alpha[t == 1]),
                 ess_control=effective_sample_size(alpha[t == 0]),
                 max_smd_after=max_abs_smd(data.X, t, alpha, estimand),
@@ -102,6 +117,16 @@ class _GroupRules:
                                                     seed=seed)
         self.lam = self.gp_lam if lam_rel is None else float(lam_rel)
         self.seed = seed
+
+    def bias_sd(self, imbalance: dict) -> float:
+        """The estimator's prior sd of the weighting bias (:func:`cina.effect.bias_sd`) from
+        the lam rule's signal variances and the kernel imbalance the weights leave."""
+        from .effect import bias_sd
+
+        if not imbalance:
+            return 0.0
+        signal = {a: self.lam_info.get(f"signal_var_arm{a}", math.nan) for a in (0, 1)}
+        return bias_sd(signal, imbalance)
 
     def se(self, alpha: np.ndarray) -> float:
         from .effect import kernel_loo_residuals, se_from_residual_variance
@@ -144,6 +169,7 @@ def _zero_shot_batch(items: list[tuple], settings: dict) -> list[dict]:
     problem = torch.tensor([problem_index(balance, estimand)] * B)
     guarding = np.full(B, settings["lam_rel"] is None)
     alphas: list[np.ndarray | None] = [None] * B
+    imbalance: list[dict] = [{} for _ in range(B)]
     density = np.zeros((B, N, 2))
     todo = np.arange(B)
     with torch.inference_mode():
@@ -176,6 +202,7 @@ def _zero_shot_batch(items: list[tuple], settings: dict) -> list[dict]:
                         max_abs_smd(r.data.X, tb, a, estimand) > BALANCE_THRESHOLD:
                     lam[b] = max(lam[b] / GUARD_FACTOR, LAM_MIN)
                     redo.append(b)
+            _kernel_imbalances(ops, todo, rules, alphas, estimand, n_sub, imbalance)
             todo = np.array(redo, dtype=int)
     rows = []
     lo_n, hi_n = cfg.train_n_range
@@ -196,9 +223,30 @@ def _zero_shot_batch(items: list[tuple], settings: dict) -> list[dict]:
         if max(lonely) > OVERLAP_MAX_FRACTION:
             notes.append(f"near-total lack of overlap ({lonely[0]:.0%} of treated and "
                          f"{lonely[1]:.0%} of control units without a counterpart)")
+        bias = r.bias_sd(imbalance[b]) if settings["lam_rel"] is None else 0.0
         rows.append(_finish(group, data, a, r.se(a), estimand, settings["alpha"],
-                            {"lam_rel": float(lam[b]), "bandwidth": r.bw}, notes))
+                            {"lam_rel": float(lam[b]), "bandwidth": r.bw}, notes, bias))
     return rows
+
+
+def _kernel_imbalances(ops, todo, rules, alphas, estimand: str, n_sub: int,
+                       out: list[dict]) -> None:
+    """Each group's squared kernel imbalance per arm, (alpha_a - m)' K (alpha_a - m)
+    (:func:`cina.effect.arm_imbalances`), with the batch's kernel: one batched mat-vec."""
+    import torch
+
+    V = np.zeros((len(todo), n_sub, 2))
+    for j, b in enumerate(todo):
+        a, t = alphas[b], rules[b].data.t
+        if a is None or not np.all(np.isfinite(a)):
+            continue
+        target = np.ones(len(t), bool) if estimand == "ate" else t == 1
+        m = target / target.sum()
+        for arm in (0, 1):
+            V[j, :len(t), arm] = np.where(t == arm, a, 0.0) - m
+    KV = ops.matvec(torch.as_tensor(V, dtype=torch.float32)).double().numpy()
+    for j, b in enumerate(todo):
+        out[b] = {arm: max(float(V[j, :, arm] @ KV[j, :, arm]), 0.0) for arm in (0, 1)}
 
 
 def _estimator_group(item: tuple, settings: dict) -> dict:
@@ -208,6 +256,7 @@ def _estimator_group(item: tuple, settings: dict) -> dict:
     group, data = item
     params = {k: settings[k] for k in ("estimand", "balance", "lam_rel", "bandwidth", "max_iter",
                                        "tol", "random_state") if settings.get(k) is not None}
+    params.update(GROUP_PIPELINE)  # taken by the estimators that have these settings
     est = make_estimator(settings["method"], **_accepted(settings["method"], params))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -221,10 +270,12 @@ def _estimator_group(item: tuple, settings: dict) -> dict:
     if res.weights is None:
         lo, hi = res.interval(settings["alpha"])
         return _row(group, STATUS_OK, data.n, data.n_treated, estimate=res.estimate, se=res.se,
-                    ci_low=lo, ci_high=hi, warnings="; ".join(dict.fromkeys(notes)))
+                    bias_sd=float(getattr(res, "bias_sd", 0.0) or 0.0), ci_low=lo, ci_high=hi,
+                    warnings="; ".join(dict.fromkeys(notes)))
     info = res.info
     return _finish(group, data, res.weights, res.se, res.estimand, settings["alpha"],
-                   {"lam_rel": info.get("lam_rel"), "bandwidth": info.get("bandwidth")}, notes)
+                   {"lam_rel": info.get("lam_rel"), "bandwidth": info.get("bandwidth")}, notes,
+                   getattr(res, "bias_sd", 0.0))
 
 
 def _accepted(method: str, params: dict) -> dict:
@@ -237,13 +288,18 @@ def _accepted(method: str, params: dict) -> dict:
 
 
 def _run_chunk(items: list[tuple], settings: dict) -> list[dict]:
-    """A chunk of groups: one padded batch of the zero-shot model, or a per-group loop."""
-    if settings["method"] == "zero-shot" and not settings["loop"]:
-        try:
-            return _zero_shot_batch(items, settings)
-        except CInAValidationError:  # a group the batch cannot take: one by one
-            pass
-    return [_estimator_group(item, settings) for item in items]
+    """A chunk of groups: one padded batch of the zero-shot model, or a per-group loop, under
+    ``settings["threads"]`` threads (None: the caller's limit)."""
+    from ._threads import thread_limits
+
+    threads = settings.get("threads")
+    with thread_limits(threads) if threads else contextlib.nullcontext():
+        if settings["method"] == "zero-shot" and not settings["loop"]:
+            try:
+                return _zero_shot_batch(items, settings)
+            except CInAValidationError:  # a group the batch cannot take: one by one
+                pass
+        return [_estimator_group(item, settings) for item in items]
 
 
 def _batches(items: list[tuple], batch_size: int) -> list[list[tuple]]:
@@ -343,11 +399,19 @@ def estimate_by(data: pd.DataFrame, by: str, treatment: str, outcome: str, covar
                       else 16)
     show = show_progress(progress, len(todo) >= 20)
     start = time.perf_counter()
-    with progress_bar(show, len(todo), f"groups ({method})", "group") as bar:
+    # threads (docs/method_notes.md section 13): on workers one per task (a worker runs one task
+    # per worker thread, and torch's and BLAS's own pools would each take every core of the
+    # machine besides); in this process the thread policy for the whole table's units
+    from ._threads import fit_threads
+
+    with progress_bar(show, len(todo), f"groups ({method})", "group") as bar, \
+            (contextlib.nullcontext() if client is not None
+             else fit_threads(None, n_units=sum(sub.n for _, sub in todo))) as choice:
         if client is not None:
             from distributed import as_completed
 
-            futures = client.map(_run_chunk, chunks, settings=settings, pure=False)
+            futures = client.map(_run_chunk, chunks, settings={**settings, "threads": 1},
+                                 pure=False)
             for fut in as_completed(futures):
                 for r in fut.result():
                     rows[r["group"]] = r
@@ -363,6 +427,8 @@ def estimate_by(data: pd.DataFrame, by: str, treatment: str, outcome: str, covar
     table["group"] = list(uniques)
     table.attrs["rows_without_group"] = int((~keep).sum())
     table.attrs["seconds"] = time.perf_counter() - start
+    table.attrs["threads_rule"] = "1 per task on the cluster's workers" if choice is None \
+        else f"{choice.threads} ({choice.rule})"
     table.attrs["method"] = method
     table.attrs["estimand"] = estimand
     table.attrs["alpha"] = alpha

@@ -30,18 +30,18 @@ from typing import Any
 
 import numpy as np
 
+from .diagnostics import balance_summary
 from .errors import CInAValidationError
-from .rules import BALANCE_THRESHOLD
 
-__all__ = ["to_jsonable", "BALANCE_THRESHOLD", "N_WORST", "balance_summary", "estimate_report",
+__all__ = ["to_jsonable", "effect_record", "estimate_report",
            "format_estimate_report", "format_number", "weights_frame", "plot_format",
            "FittedEstimate", "OutputKind", "ESTIMATE_OUTPUTS", "OutputError", "OutputSet",
            "append_line", "write_text_atomic", "repair_jsonl_tail", "read_jsonl",
-           "remove_stale_temporaries", "groups_records", "format_groups_table",
+           "prepare_output_dir", "remove_stale_temporaries", "groups_records", "format_groups_table",
            "write_groups_table"]
 
-N_WORST = 5
-"""Covariates listed as the worst balanced."""
+N_BENCHMARKS = 5
+"""Benchmark covariates listed in the sensitivity lines of the text output (the strongest)."""
 
 
 class OutputError(CInAValidationError):
@@ -69,51 +69,50 @@ def to_jsonable(value):
 
 
 # --- the estimate's record -------------------------------------------------------------------
-def balance_summary(table, threshold: float = BALANCE_THRESHOLD, n_worst: int = N_WORST) -> dict:
-    """Headline numbers of a balance table (max, mean, count over ``threshold``, before and
-    after weighting) and its ``n_worst`` worst balanced covariates after weighting."""
-    from .diagnostics import balance_summary as headline
-
-    summary = headline(table, threshold=threshold)
-    worst = table.sort_values("smd_after", ascending=False).head(n_worst)
-    summary["threshold"] = threshold
-    summary["worst"] = [
-        {"covariate": str(name), "smd_before": float(row.smd_before),
-         "smd_after": float(row.smd_after)} for name, row in worst.iterrows()]
-    return summary
-
-
-def estimate_report(estimator, data, *, alpha: float = 0.05, method: str | None = None,
-                    source: dict | None = None, warnings: Iterable[str] = ()) -> dict:
-    """The JSON-ready record of a fitted estimator.
+def effect_record(result, *, alpha: float, method: str, estimator: str, covariates,
+                  dropped_constant, balance_table, params: dict, source: dict | None = None,
+                  warnings: Iterable[str] = ()) -> dict:
+    """The JSON-ready record of one estimate, whichever path computed it (an in-memory
+    estimator: :func:`estimate_report`; a distributed fit:
+    :meth:`cina.distributed.result.DistributedEffectResult.to_report`).
 
     Keys: ``ate`` (the estimate whatever the estimand, kept for scripts), every key of
-    ``EffectResult.to_dict`` (estimate, se, ci_low, ci_high, alpha, n, ESS per arm, seconds,
-    ...), ``level``, ``method``, ``estimator``, the ``source`` entries (file and column names
-    for the CLI), ``covariates``, ``dropped_constant``, ``balance`` (None for a method without
-    weights), ``params``, ``info`` and ``warnings``.
+    ``result.to_dict`` (estimate, se, ci_low, ci_high, alpha, n, ESS per arm, seconds, ...),
+    ``level``, ``method``, ``estimator``, the ``source`` entries (file and column names for the
+    CLI), ``covariates``, ``dropped_constant``, ``balance`` (the summary of ``balance_table``;
+    None for a method without weights), ``params``, ``info`` and ``warnings``.
     """
-    result = estimator.result_
     base = result.to_dict(alpha)
-    balance = None
-    if result.weights is not None:
-        balance = balance_summary(estimator.balance_table())
     report = {
         "ate": base["estimate"],
         **base,
         "level": 1 - alpha,
-        "method": str(getattr(estimator, "method_name", None) or method or result.method),
-        "estimator": type(estimator).__name__,
+        "method": method,
+        "estimator": estimator,
         **(source or {}),
-        "covariates": list(data.feature_names),
-        "dropped_constant": list(data.dropped_constant),
-        "balance": balance,
-        "params": estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {},
+        "covariates": list(covariates),
+        "dropped_constant": list(dropped_constant),
+        "balance": None if balance_table is None else balance_summary(balance_table),
+        "params": dict(params),
         # what the method chose and did (lam_rel, bandwidth, refinement steps, timings, ...)
         "info": dict(getattr(result, "info", None) or {}),
         "warnings": list(warnings),
     }
     return to_jsonable(report)
+
+
+def estimate_report(estimator, data, *, alpha: float = 0.05, method: str | None = None,
+                    source: dict | None = None, warnings: Iterable[str] = ()) -> dict:
+    """The JSON-ready record of a fitted estimator (the keys of :func:`effect_record`)."""
+    result = estimator.result_
+    return effect_record(
+        result, alpha=alpha,
+        method=str(getattr(estimator, "method_name", None) or method or result.method),
+        estimator=type(estimator).__name__, covariates=data.feature_names,
+        dropped_constant=data.dropped_constant,
+        balance_table=estimator.balance_table() if result.weights is not None else None,
+        params=estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {},
+        source=source, warnings=warnings)
 
 
 def format_number(x, digits: int = 5) -> str:
@@ -153,7 +152,7 @@ def _sensitivity_lines(sens: dict, width: int) -> list[str]:
              f"{sens['rho']:g} (docs/sensitivity.md)"]
     bench = [b for b in sens["benchmarks"] if b.get("bias_bound_1x") is not None]
     if bench:
-        bench = sorted(bench, key=lambda b: -b["bias_bound_1x"])[:N_WORST]
+        bench = sorted(bench, key=lambda b: -b["bias_bound_1x"])[:N_BENCHMARKS]
         name_w = max(max(len(b["covariate"]) for b in bench), 23)
         lines.append(f"{pad}{'a confounder as strong as':<{name_w + 2}}  {'r2_y':>7}  "
                      f"{'r2_d':>7}   {level:g}% CI")
@@ -188,7 +187,16 @@ def format_estimate_report(report: dict, title: str | None = None) -> str:
         ci = f"{level:g}% CI [{f(report['ci_low'])}, {f(report['ci_high'])}]"
     else:
         ci = f"{level:g}% CI n/a"
-    rows.append(("estimate", f"{effect} = {f(report['estimate'])}   {ci}   se {f(report['se'])}"))
+    bias = report.get("bias_sd") or 0.0
+    spread = f"se {f(report['se'])}" + (f", bias sd {f(bias)}" if bias > 0 else "")
+    rows.append(("estimate", f"{effect} = {f(report['estimate'])}   {ci}   {spread}"))
+    stack = report["info"].get("stack_weights")
+    if stack:
+        arms = []
+        for arm, label in (("arm0", "control"), ("arm1", "treated")):
+            used = sorted(((w, k) for k, w in stack[arm].items() if w >= 0.005), reverse=True)
+            arms.append(f"{label} " + ", ".join(f"{k} {w:.2f}" for w, k in used))
+        rows.append(("outcome", "stacked model; " + "; ".join(arms)))
     if report["ess_treated"] is not None:
         rows.append(("ESS", f"treated {report['ess_treated']:.1f} of {report['n_treated']}, "
                             f"control {report['ess_control']:.1f} of {report['n_control']}"))
@@ -214,6 +222,11 @@ def format_estimate_report(report: dict, title: str | None = None) -> str:
             for w in bal["worst"]:
                 lines.append(f"{pad}  {w['covariate']:<{name_w}}  {f(w['smd_after'], 3):>8}"
                              f"  (before {f(w['smd_before'], 3)})")
+        if report["info"].get("metric") == "relevance" and bal["n_over_after"]:
+            lines.append(f"{pad}(relevance key map: covariates are balanced as far as the "
+                         f"outcome depends on them;")
+            lines.append(f"{pad} the outcome model adjusts for every covariate: "
+                         f"docs/accuracy.md)")
     else:
         lines.append(f"  {'balance':<{width}}n/a (this method does not produce weights)")
     if report["dropped_constant"]:
@@ -304,7 +317,7 @@ def _write_plot(fitted: FittedEstimate, tmp: str, target: str) -> None:
 
     fig = Figure()
     FigureCanvasAgg(fig)
-    diagnostics_figure(fig=fig, estimator=fitted.estimator, threshold=BALANCE_THRESHOLD)
+    diagnostics_figure(fig=fig, estimator=fitted.estimator)
     fig.savefig(tmp, format=plot_format(target), dpi=120)
 
 
@@ -488,6 +501,24 @@ class OutputSet:
                 except OSError:
                     pass
         return [p.path for p in self.planned]
+
+
+def prepare_output_dir(path, what: str, purpose: str) -> Path:
+    """Create the folder ``path`` if needed and check that files can be created in it, before
+    a command's work starts; :class:`OutputError` naming ``what`` (e.g. "--out") and the
+    reason otherwise (``purpose`` completes "give a folder ...")."""
+    folder = Path(os.path.expanduser(os.fspath(path)))
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} {str(folder)!r} is a file; give a folder {purpose}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{what} {str(folder)!r}: cannot create files there "
+                          f"({exc.strerror or exc})") from None
+    return folder
 
 
 def remove_stale_temporaries(folder, names: Iterable[str]) -> list[str]:

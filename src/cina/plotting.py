@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MissingDependencyError
-from .results import effective_sample_size
+from .rules import BALANCE_THRESHOLD, effective_sample_size
 
 __all__ = ["love_plot", "weight_plot", "diagnostics_figure", "require_matplotlib",
            "MissingDependencyError"]
@@ -47,7 +47,7 @@ def _axes(ax):
     return ax
 
 
-def love_plot(balance_table: pd.DataFrame, ax=None, threshold: float = 0.1):
+def love_plot(balance_table: pd.DataFrame, ax=None, threshold: float = BALANCE_THRESHOLD):
     """Absolute standardised mean differences per covariate, before and after weighting.
 
     Parameters
@@ -55,8 +55,9 @@ def love_plot(balance_table: pd.DataFrame, ax=None, threshold: float = 0.1):
     balance_table : the output of ``estimator.balance_table()`` (columns ``smd_before`` and
         ``smd_after``, one row per covariate).
     ax : matplotlib Axes to draw on; a new figure's axes when None.
-    threshold : where the dashed reference line goes (0.1 is the customary bound of good
-        balance); None draws no line.
+    threshold : where the dashed reference line goes (default
+        :data:`cina.rules.BALANCE_THRESHOLD`, the customary bound of good balance); None draws
+        no line.
 
     Returns
     -------
@@ -145,7 +146,7 @@ def weight_plot(weights, t, ax=None):
     return ax
 
 
-def diagnostics_figure(estimator, threshold: float = 0.1, fig=None):
+def diagnostics_figure(estimator, threshold: float = BALANCE_THRESHOLD, fig=None):
     """A figure with the love plot and the weight distribution of a fitted weighting estimator.
 
     Parameters

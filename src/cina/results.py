@@ -27,6 +27,12 @@ class EffectResult:
 
     ``weights`` (when the method is a weighting method) are nonnegative and sum to 1 within each
     arm; the estimate of a pure weighting method is sum_i weights_i (2 t_i - 1) y_i.
+
+    ``se`` is the sampling standard error (the outcome noise the weights average); ``bias_sd``
+    (0 when the method does not estimate it) the standard deviation of the bias the weights'
+    remaining imbalance may leave (CInA: docs/method_notes.md section 14). The interval, the z
+    statistic and the p-value use both: total sd = sqrt(se^2 + bias_sd^2), so the interval
+    widens where imbalance, not noise, dominates.
     """
 
     estimate: float
@@ -40,11 +46,20 @@ class EffectResult:
     weights: np.ndarray | None = None
     t: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    bias_sd: float = 0.0
+
+    @property
+    def total_sd(self) -> float | None:
+        """sqrt(se^2 + bias_sd^2): the spread the interval and the z test use."""
+        if self.se is None:
+            return None
+        return float(np.hypot(self.se, self.bias_sd or 0.0))
 
     def interval(self, alpha: float = 0.05) -> tuple[float, float]:
-        if self.se is None or not np.isfinite(self.se):
+        sd = self.total_sd
+        if sd is None or not np.isfinite(sd):
             return (float("nan"), float("nan"))
-        return normal_interval(self.estimate, self.se, alpha)
+        return normal_interval(self.estimate, sd, alpha)
 
     @property
     def ess_treated(self) -> float | None:
@@ -64,6 +79,7 @@ class EffectResult:
             "estimand": self.estimand,
             "estimate": float(self.estimate),
             "se": None if self.se is None else float(self.se),
+            "bias_sd": float(self.bias_sd or 0.0),
             "ci_low": None if not np.isfinite(lo) else float(lo),
             "ci_high": None if not np.isfinite(hi) else float(hi),
             "alpha": alpha,
@@ -78,10 +94,12 @@ class EffectResult:
 
     def z_test(self) -> tuple[float, float]:
         """(z statistic, two-sided p-value) of the null "the effect is 0" under the normal
-        approximation; NaN when the method gives no standard error."""
-        if self.se is None or not np.isfinite(self.se) or self.se <= 0:
+        approximation with the total sd (se and bias sd); NaN when the method gives no standard
+        error."""
+        sd = self.total_sd
+        if sd is None or not np.isfinite(sd) or sd <= 0:
             return float("nan"), float("nan")
-        z = float(self.estimate) / float(self.se)
+        z = float(self.estimate) / sd
         return z, float(2.0 * norm.sf(abs(z)))
 
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:

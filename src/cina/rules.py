@@ -26,12 +26,17 @@ BALANCE_THRESHOLD = 0.1
 
 
 def normalize_per_arm(w: np.ndarray, t: np.ndarray, *, empty: str = "raise",
-                      in_place: bool = False) -> np.ndarray:
+                      in_place: bool = False, totals: tuple[float, float] | None = None,
+                      counts: tuple[int, int] | None = None) -> np.ndarray:
     """Weights rescaled to sum to 1 within each arm (t == 1 and t == 0).
 
     ``empty``: what an arm whose weights sum to zero (or a non-finite total) gets: "raise" a
     :class:`~cina.errors.CInAValidationError`, or "uniform" weights 1 / n_arm. ``in_place``
     rescales ``w`` itself (float64) instead of a copy.
+
+    When ``w`` is one block of a larger set of units (a partition of the distributed path),
+    ``totals`` = (treated total, control total) and ``counts`` = (n treated, n control) are the
+    whole set's, so that every block is divided by the same totals (default: ``w``'s own).
     """
     if empty not in ("raise", "uniform"):
         raise ValueError(f"empty must be 'raise' or 'uniform'; received {empty!r}")
@@ -39,9 +44,10 @@ def normalize_per_arm(w: np.ndarray, t: np.ndarray, *, empty: str = "raise",
     t = np.asarray(t)
     for arm in (0, 1):
         m = t == arm
-        s = w[m].sum()
+        s = w[m].sum() if totals is None else totals[1 - arm]
         if empty == "uniform":
-            w[m] = w[m] / s if s > 0 else 1.0 / max(int(m.sum()), 1)
+            n_arm = int(m.sum()) if counts is None else int(counts[1 - arm])
+            w[m] = w[m] / s if s > 0 else 1.0 / max(n_arm, 1)
             continue
         if not np.isfinite(s) or s <= 0:
             raise CInAValidationError(

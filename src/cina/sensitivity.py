@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -31,6 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from ._progress import progress_iter, show_progress
+from ._threads import fit_threads
 from .errors import CInAError, CInAValidationError, NotFittedError
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "riesz_representer",
     "bias_bound",
     "robustness_value",
+    "r2_y_at_bias",
     "cross_fitted_residuals",
     "covariate_groups",
 ]
@@ -75,6 +77,15 @@ def bias_bound(scale: float, r2_y, r2_d, rho: float = 1.0):
     ry = _check_share(r2_y, "r2_y")
     rd = _check_share(r2_d, "r2_d")
     out = abs(_check_rho(rho)) * scale * np.sqrt(ry * rd / (1.0 - rd))
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def r2_y_at_bias(bias: float, scale: float, r2_d):
+    """The outcome strength r2_y at which a confounder of strength ``r2_d`` reaches the bias
+    bound ``bias``: :func:`bias_bound` (rho = 1) solved for r2_y,
+    (bias / scale)^2 (1 - r2_d) / r2_d, elementwise (the contours of the report's figure)."""
+    rd = np.asarray(r2_d, dtype=float)
+    out = (bias / scale) ** 2 * (1.0 - rd) / rd
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -189,37 +200,16 @@ def _resolve_outcome_learner(outcome_model, seed):
 
 
 def _cross_fit(X, t, y, learner, n_folds: int, random_state: int) -> np.ndarray:
-    from sklearn.base import clone
-    from sklearn.model_selection import StratifiedKFold
+    """Out-of-fold residuals y - g_t(x) of the learner fitted per arm (:mod:`cina.crossfit`, the
+    folds stratified on t)."""
+    from .crossfit import cross_fit_folds, cross_fit_outcomes
 
-    fitted = np.full(len(y), np.nan)
-    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    # one OpenMP thread: at these sizes gradient boosting's threads mostly wait on each other,
-    # and on a shared machine oversubscription made it 10x slower
-    with _one_openmp_thread(len(y)):
-        for train, test in skf.split(np.zeros((len(t), 1)), t):
-            for arm in (0, 1):
-                tr = train[t[train] == arm]
-                te = test[t[test] == arm]
-                if len(te) == 0:
-                    continue
-                model = clone(learner).fit(X[tr], y[tr])
-                fitted[te] = model.predict(X[te])
-    if not np.isfinite(fitted).all():
-        raise CInAValidationError("the outcome model returned non-finite predictions")
-    return y - fitted
-
-
-def _one_openmp_thread(n: int):
-    import contextlib
-
-    if n > 20_000:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a scikit-learn dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="openmp")
+    folds = cross_fit_folds(t, n_folds, random_state)
+    # the fits' thread policy (cina._threads): gradient boosting's OpenMP threads at these sizes
+    # mostly wait on each other, and on a shared machine oversubscription made it 10x slower
+    with fit_threads(None, len(y)):
+        g0, g1 = cross_fit_outcomes(X, t, y, folds, learner, random_state)
+    return y - np.where(t == 1, g1, g0)
 
 
 def cross_fitted_residuals(X: np.ndarray, t: np.ndarray, y: np.ndarray, *, outcome_model="auto",
@@ -444,7 +434,7 @@ class SensitivityResult:
                        "include 0.")
         else:
             out[0] += f"; the {pct:g}% interval already includes 0."
-        strongest = self._strongest_benchmark()
+        strongest = self.strongest_benchmark()
         if strongest is not None:
             cov, b = strongest
             head = (f"For comparison, the observed covariate {cov} explains {b['r2_y']:.1%} of "
@@ -458,7 +448,9 @@ class SensitivityResult:
                 out.append(f"{head} {moved} make the {pct:g}% interval include 0.")
         return " ".join(out)
 
-    def _strongest_benchmark(self):
+    def strongest_benchmark(self) -> tuple[str, pd.Series] | None:
+        """(covariate, its benchmark row) of the benchmark with the largest bias bound at 1x;
+        None without a usable benchmark."""
         if self.benchmarks.empty:
             return None
         ok = self.benchmarks[np.isfinite(self.benchmarks["bias_bound_1x"])]
@@ -517,24 +509,10 @@ class SensitivityResult:
                          else f"{k}=<{v}>" for k, v in opts.items())
         return f"sens = est.sensitivity({args})"
 
-    def contour_svg(self, **kwargs) -> str:
-        """The contour plot (inline SVG) used by the HTML report."""
-        from .report.figures import sensitivity_contour
-
-        return sensitivity_contour(self, **kwargs)
-
 
 # ---------------------------------------------------------------------------------------------
 # computing it
 # ---------------------------------------------------------------------------------------------
-
-def _progress(iterable, total: int, enabled: bool | None):
-    from tqdm.auto import tqdm
-
-    show = sys.stderr.isatty() if enabled is None else bool(enabled)
-    return tqdm(iterable, total=total, disable=not show, desc="sensitivity benchmarks",
-                unit="covariate", file=sys.stderr)
-
 
 def _resolve_benchmarks(est, data, groups: dict[str, list[int]], benchmark_covariates):
     if benchmark_covariates is False:
@@ -638,7 +616,8 @@ def sensitivity(est, *, alpha: float = 0.05, rho: float = 1.0, benchmark_covaria
                           "n_folds": n_folds, "random_state": seed}})
 
     rows = []
-    for name in _progress(chosen, len(chosen), progress):
+    for name in progress_iter(chosen, show_progress(progress, True), "sensitivity benchmarks",
+                              "covariate"):
         cols = groups.get(name, [data.feature_names.index(name)] if name in data.feature_names
                           else [])
         keep = np.setdiff1d(np.arange(data.d), cols)
@@ -672,8 +651,8 @@ def sensitivity(est, *, alpha: float = 0.05, rho: float = 1.0, benchmark_covaria
         row.update({"r2_y": r2_y, "r2_d": r2_d, "rho_hat": rho_hat,
                     "estimate_without": float(refit.result_.estimate),
                     "change": float(refit.result_.estimate - res.estimate),
-                    "bound_without": float(y_scale * math.sqrt(sigma2_s * nu2_s) *
-                                           math.sqrt(r2_y * r2_d / (1 - r2_d))),
+                    "bound_without": bias_bound(y_scale * math.sqrt(sigma2_s * nu2_s), r2_y,
+                                                r2_d),
                     "note": ""})
         rows.append((name, row))
     bench = pd.DataFrame([r for _, r in rows], index=pd.Index([n for n, _ in rows],

@@ -14,7 +14,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +25,8 @@ from cina.bench.runner import CACHE_NAME, load_cache
 from cina.bench.suites import DatasetSpec, SuiteSpec
 from cina.cli import main
 from cina.datasets import simulation_a
+
+from ._faults import kill_after
 
 # the columns that must not depend on an interruption (timings and stamps do)
 STABLE = ["suite", "dataset", "method", "estimand", "true_effect", "estimate", "abs_error",
@@ -173,21 +174,6 @@ def _stable(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "results.csv")[STABLE]
 
 
-def _kill_after(proc: subprocess.Popen, count, target: int, extra_s: float,
-                timeout: float = 300) -> bool:
-    """SIGKILL ``proc`` ``extra_s`` seconds after ``count()`` reaches ``target``; False when the
-    process ended first."""
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and count() < target and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(extra_s)
-    if proc.poll() is not None:
-        return False
-    proc.kill()
-    proc.wait(timeout=60)
-    return True
-
-
 def _n_lines(out: Path) -> int:
     try:
         return (out / CACHE_NAME).read_bytes().count(b"\n")
@@ -210,7 +196,7 @@ def test_random_kills_then_rerun_equal_the_uninterrupted_run(tmp_path):
     for target in targets:
         proc = subprocess.Popen(_child(out), env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        kills += _kill_after(proc, lambda: _n_lines(out), target, rng.uniform(0.0, 0.3))
+        kills += kill_after(proc, lambda: _n_lines(out), target, rng.uniform(0.0, 0.3))
     final = subprocess.run(_child(out), env=_env(), capture_output=True, text=True,
                            timeout=600)
     assert final.returncode == 0, final.stderr

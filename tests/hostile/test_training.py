@@ -17,7 +17,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,8 @@ import torch
 
 from cina.cli import main
 from cina.errors import CheckpointError, CInAValidationError
+
+from ._faults import kill_after
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.toml"
@@ -210,7 +211,7 @@ def test_unwritable_out_and_export(tmp_path, capsys):
     blocker.write_text("x")
     _user_error(*_pretrain(capsys, "--config", SMOKE, "--out", blocker), "is a file")
     _user_error(*_pretrain(capsys, "--config", SMOKE, "--out", blocker / "run"),
-                "cannot be written")
+                "cannot create files")
     run = tmp_path / "run"
     _user_error(*_pretrain(capsys, "--config", SMOKE, "--out", run, "--export",
                            tmp_path / "missing" / "m.safetensors"), "does not exist")
@@ -277,21 +278,6 @@ def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path):
 
 
 # --- fault injection: SIGKILL at a random moment, resume, compare --------------------------------
-def _kill_after(proc: subprocess.Popen, count, target: int, extra_s: float,
-                timeout: float = 300) -> bool:
-    """SIGKILL ``proc`` ``extra_s`` seconds after ``count()`` reaches ``target``; False when the
-    process ended first."""
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and count() < target and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(extra_s)
-    if proc.poll() is not None:
-        return False
-    proc.kill()
-    proc.wait(timeout=60)
-    return True
-
-
 def _n_train_lines(run: Path) -> int:
     try:
         return (run / "metrics.jsonl").read_bytes().count(b'"kind": "train"')
@@ -315,7 +301,7 @@ def test_random_kills_then_resume_equal_the_uninterrupted_run(tmp_path):
         proc = subprocess.Popen(_cmd(run), env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         target = rng.randint(1, 5)
-        kills += _kill_after(proc, lambda: _n_train_lines(run), target, rng.uniform(0.0, 0.2))
+        kills += kill_after(proc, lambda: _n_train_lines(run), target, rng.uniform(0.0, 0.2))
     final = subprocess.run(_cmd(run), env=_env(), capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     assert kills >= 1

@@ -29,7 +29,7 @@ from ..errors import CInAWarning
 from ..rules import BALANCE_THRESHOLD
 from .kernel import attention_kernel
 
-__all__ = ["select_lam_rel", "balance_guard", "LAM_MIN", "LAM_MAX", "LAM_DEFAULT",
+__all__ = ["select_lam_rel", "balance_guard", "arm_signal_variances", "LAM_MIN", "LAM_MAX", "LAM_DEFAULT",
            "GUARD_FACTOR"]
 
 LAM_MIN, LAM_MAX, LAM_DEFAULT = 0.01, 3.0, 0.1
@@ -130,9 +130,33 @@ def select_lam_rel(Z: np.ndarray, t: np.ndarray, y: np.ndarray | None, *, bandwi
     with single_threaded_blas():  # <= 1,000 units: threads cost more than they give
         K = attention_kernel(Z[rows], bandwidth)
         r, _, _ = gp_noise_ratio(K, t[rows], ys / scale)
+        signal = arm_signal_variances(K, t[rows], ys, r)
     lam_rel = float(np.clip(r, LAM_MIN, LAM_MAX))
     return lam_rel, {"lam_rule": "gp-marginal-likelihood", "gp_noise_ratio": r,
-                     "lam_units": int(len(rows))}
+                     "lam_units": int(len(rows)),
+                     **{f"signal_var_arm{a}": v for a, v in signal.items()}}
+
+
+def arm_signal_variances(K: np.ndarray, t: np.ndarray, y: np.ndarray, ratio: float
+                         ) -> dict[int, float]:
+    """Per arm a, the profiled signal variance s_f,a^2 = v_a' (K_a + r I)^{-1} v_a / n_a of the
+    outcome model y_a = mean_a + f_a + noise, f_a ~ GP(0, s_f,a^2 K), at the noise ratio r
+    (v_a the arm's centred outcomes, in the outcome's units). s_f,a^2 MMD_a^2 is the prior
+    variance of the bias that arm a's imbalance leaves (docs/method_notes.md section 14)."""
+    out = {}
+    for arm in (0, 1):
+        idx = np.flatnonzero(t == arm)
+        if len(idx) < 3:
+            out[arm] = float("nan")
+            continue
+        v = y[idx] - y[idx].mean()
+        A = K[np.ix_(idx, idx)] + ratio * np.eye(len(idx))
+        try:
+            quad = float(v @ np.linalg.solve(A, v))
+        except np.linalg.LinAlgError:
+            quad = float("nan")
+        out[arm] = quad / len(idx)
+    return out
 
 
 def balance_guard(solve: Callable[[float], tuple[np.ndarray, dict]], lam_rel: float,

@@ -3,15 +3,13 @@ report (what ``cina bench`` does, callable from Python)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..outputs import OutputError, append_line, remove_stale_temporaries
+from ..outputs import append_line, prepare_output_dir, remove_stale_temporaries
 
 __all__ = ["spread", "prepare_out_dir", "BenchOutcome", "run_and_report", "report_only"]
 
@@ -29,17 +27,7 @@ def spread(specs: list, k: int | None) -> list:
 def prepare_out_dir(out) -> Path:
     """Create the output folder if needed and check that files can be created in it, before
     anything runs; :class:`~cina.outputs.OutputError` (exit code 2 in the CLI) otherwise."""
-    out = Path(os.path.expanduser(os.fspath(out)))
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {str(out)!r} is a file; give a folder for the cache and report")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"--out {str(out)!r}: cannot create files there "
-                          f"({exc.strerror or exc})") from None
+    out = prepare_output_dir(out, "--out", "for the cache and report")
     from .report import REPORT_FILES
 
     remove_stale_temporaries(out, REPORT_FILES)  # left by a run killed while writing its report

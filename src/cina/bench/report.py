@@ -60,8 +60,9 @@ PROTOCOL_NOTES = [
     "numbers (except kernel balancing) are on the full 4,802 units.",
     "lalonde-cps: ATT; all 185 NSW treated + 4,000 of the 15,992 CPS-1 controls drawn without "
     "replacement, seeds 0, 1, 2 (3 datasets), because exact kernel balancing needs an N x N "
-    "kernel; reference 1794.34 (the NSW experimental estimate, itself with SE about 670).",
-    "lalonde-psid: ATT; all 2,675 units; reference 1794.34.",
+    f"kernel; reference {LALONDE_REFERENCE} (the NSW experimental estimate, itself with SE "
+    "about 670).",
+    f"lalonde-psid: ATT; all 2,675 units; reference {LALONDE_REFERENCE}.",
     "twins: 2,000 of the 11,984 pairs (stratified by arm), seeds 0-4; the truth is recomputed on "
     "each subsample from the observed y0/y1 (as the anchors did for kernel balancing).",
     "scm-prior: 40 datasets of the default pretraining prior with N restricted to 100-1,500, "

@@ -57,7 +57,8 @@ class BenchConfig:
 def limit_threads(n: int = 1) -> None:
     """One thread for BLAS/OpenMP/torch (timings comparable across machines and with the
     single-thread reference numbers of the report's anchors table)."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "CINA_NUM_THREADS"):  # the last: every fit's thread policy (cina._threads)
         os.environ[var] = str(n)
     try:
         from threadpoolctl import threadpool_limits

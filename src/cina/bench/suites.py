@@ -67,6 +67,7 @@ from functools import partial
 import numpy as np
 
 from ..datasets import CausalDataset
+from ..datasets.real import LALONDE_ATE
 from ..errors import CInAValidationError
 
 __all__ = ["DatasetSpec", "SuiteSpec", "SUITES", "GROUPS", "SYNTHETIC_SEED", "N_MAX_SYNTHETIC",
@@ -273,10 +274,10 @@ for _spec in (
               "ACIC 2016 settings 1-77 (replicate 1), subsampled to N = 1,000 (seed 0), SATE",
               _acic),
     SuiteSpec("lalonde-cps", "real",
-              "LaLonde NSW treated (185) + 4,000 CPS-1 controls, seeds 0-2, ATT vs 1794.34",
+              f"LaLonde NSW treated (185) + 4,000 CPS-1 controls, seeds 0-2, ATT vs {LALONDE_ATE}",
               _cps),
     SuiteSpec("lalonde-psid", "real",
-              "LaLonde NSW treated (185) + PSID-1 controls (2,490), N = 2,675, ATT vs 1794.34",
+              f"LaLonde NSW treated (185) + PSID-1 controls (2,490), N = 2,675, ATT vs {LALONDE_ATE}",
               _psid),
     SuiteSpec("twins", "real",
               "Twins, 2,000 of 11,984 pairs, seeds 0-4, ATE recomputed on each subsample",

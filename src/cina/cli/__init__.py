@@ -36,7 +36,7 @@ SUBCOMMANDS: list[ModuleType] = [estimate, methods, bench, pretrain]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = Parser(
         prog="cina",

@@ -99,6 +99,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def thread_count(text: str):
+    """--threads: a positive integer, "all" (every core) or "auto" (the thread policy)."""
+    if text.strip().lower() in ("auto", "all"):
+        return text.strip().lower()
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer, all or auto; received {text!r}") from None
+
+
 def bandwidth(text: str):
     from ..balancing import BANDWIDTH_RULES
 

@@ -30,8 +30,11 @@ OUT/summary.md, OUT/summary.csv, OUT/ranks.csv, plots) is rebuilt from the whole
 replaces the previous report only once all of its files are written.
 
 suites: ihdp, acic2016, lalonde-cps, lalonde-psid, twins, scm-prior, simulation-a,
-        semi-synthetic, ood-dense, ood-mechanism, ood-overlap, ood-wide
-groups: real, synthetic, ood, all
+        semi-synthetic, ood-dense, ood-mechanism, ood-overlap, ood-wide,
+        realistic-psid, realistic-psid-att, realistic-cps, realistic-cps-att, realistic-ihdp,
+        realistic-acic, realistic-twins (docs/realistic.md), literature-kang-schafer,
+        literature-hainmueller, literature-lunceford-davidian, literature-nie-wager
+groups: real, synthetic, ood, all, realistic, literature
 
 exit codes: 0 done (even with recorded failures), 2 unknown suite or method, or an --out folder
             that cannot be written (nothing run), 130 interrupted (finished items are kept)
@@ -43,7 +46,8 @@ example:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", "--suites", dest="suite", metavar="NAMES",
-                        help="comma-separated suites and groups (real, synthetic, ood, all)")
+                        help="comma-separated suites and groups (real, synthetic, ood, all, "
+                             "realistic, literature)")
     parser.add_argument("--methods", "--method", dest="methods", metavar="NAMES",
                         help="comma-separated methods (`cina methods` lists them)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",

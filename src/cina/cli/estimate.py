@@ -95,6 +95,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="CInA fit and zero-shot: iteration cap (zero-shot: weight-tied "
                           "refinement steps after the trained ones, 0 = the trained steps only, "
                           "fastest; default: the method's own)")
+    est.add_argument("--threads", type=types.thread_count, default=None, metavar="N",
+                     help="BLAS / OpenMP / torch threads of the fit: a count, all, or auto (the "
+                          "default: one thread up to 2,000 units, else the cores not busy with "
+                          "other tasks; the environment variable CINA_NUM_THREADS sets it too)")
     out = p.add_argument_group("output")
     out.add_argument("--alpha", type=types.alpha, default=0.05,
                      help="the interval is a (1 - alpha) confidence interval (default: 0.05)")
@@ -167,7 +171,15 @@ def _benchmarks(args):
 
 
 def run(args) -> int:
-    """Handler of ``cina estimate``."""
+    """Handler of ``cina estimate``: :func:`_run` under the ``--threads`` setting (the thread
+    policy of :mod:`cina._threads`, which every fit follows)."""
+    from .._threads import thread_setting
+
+    with thread_setting(getattr(args, "threads", None)):
+        return _run(args)
+
+
+def _run(args) -> int:
     from .._validation import validate_inputs
     from ..io import read_table, resolve_treated_level, select_columns
     from ..outputs import (

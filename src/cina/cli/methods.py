@@ -22,17 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def method_rows() -> list[dict]:
     """One row per registered method: name, estimator class, first docstring line, the
     ``cina estimate`` options it accepts, and whether it is the default."""
-    from ..registry import make_estimator
+    from ..registry import describe, make_estimator
 
     rows = []
     for name in method_names():
         est = make_estimator(name)
-        doc = (type(est).__doc__ or "").strip().splitlines()
         accepted = accepted_params(est)
         rows.append({
             "name": name,
             "estimator": type(est).__name__,
-            "description": doc[0].strip() if doc else "",
+            "description": describe(name),
             "options": [o for o, p in ESTIMATOR_OPTIONS.items() if p in accepted],
             "default": name == DEFAULT_METHOD,
         })

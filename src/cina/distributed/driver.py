@@ -21,7 +21,10 @@ weights            the exact balancing QP in its m-dimensional dual (:mod:`.dual
                    step one map-reduce; the balance guard's |SMD| one map-reduce per lam
 effect, se         sum alpha (2t - 1) y by a map-reduce; the residual model on the same <= 1,000
                    basis units per arm as in memory, its residuals by a map, sum alpha^2 r^2 by a
-                   reduction
+                   reduction; from 50,000 units on over the in-memory weighted sample of the
+                   units (its inclusion scale by ten reductions, its draws per partition)
+interval           the bias-aware interval's bias sd: each arm's kernel imbalance from one
+                   map-reduce on the factor, the lam rule's signal variances
 weights out        a Dask DataFrame on the input's partitions and index (never gathered)
 =================  ==========================================================================
 
@@ -41,12 +44,14 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from .. import effect as effect_module
 from .._progress import progress_bar, show_progress
 from ..balancing.kernel import BANDWIDTH_RULES, median_bandwidth
 from ..balancing.tuning import LAM_MIN, balance_guard, select_lam_rel
 from ..balancing.weights import check_options
+from ..diagnostics import smd_denominator
 from ..errors import CInAValidationError, DataWarning, IdentifierColumnWarning
-from ..rules import BALANCE_THRESHOLD
+from ..rules import BALANCE_THRESHOLD, normalize_per_arm
 from . import dual as D
 from .partitions import (
     Block,
@@ -66,6 +71,8 @@ DISTRIBUTED_METHODS = ("exact",)
 DISTRIBUTED_KERNELS = ("nystrom", "random-features")
 #: the in-memory rules' unit caps (bandwidth rule, lam rule, residual model per arm)
 RULE_UNITS = 1000
+#: the halvings of :func:`cina.effect.se_sample`'s bisection for its inclusion scale
+SE_BISECTION_STEPS = 100
 _FAN_IN = 8  # partial sums combined per task of a tree reduction
 
 
@@ -212,6 +219,20 @@ def _first(pair):
     return pair[0]
 
 
+def _identity(value):
+    return value
+
+
+def _constant(client, value):
+    """A future holding ``value`` (the feature map, the residual model's fits) that the
+    scheduler can recompute. Not ``client.scatter``: scattered data have no task to rerun, so
+    once their future is released the scheduler forgets them together with the lineage of
+    every result computed from them, and a worker lost afterwards cancels the fit ("already
+    forgotten") instead of having its partitions recomputed (tests/hostile/test_dask_fault.py).
+    """
+    return client.submit(_identity, value, pure=False)
+
+
 def _second(pair):
     return pair[1]
 
@@ -278,12 +299,11 @@ def _arm_sums(alpha, block: Block):
     return np.array([alpha[block.t == 1].sum(), alpha[block.t == 0].sum()])
 
 
-def _normalise(alpha, block: Block, totals):
-    out = alpha.copy()
-    for arm, total in ((1, totals[0]), (0, totals[1])):
-        m = block.t == arm
-        out[m] = out[m] / total if total > 0 else 1.0 / max(int(m.sum()), 1)
-    return out
+def _normalise(alpha, block: Block, totals, counts):
+    """The block's weights divided by the arms' totals over all blocks (``totals`` =
+    :func:`_arm_sums` reduced; ``counts`` = the arms' unit counts, for an arm with zero weight)."""
+    return normalize_per_arm(alpha, block.t, empty="uniform", totals=tuple(totals),
+                             counts=counts)
 
 
 def _weighted_moments(alpha, block: Block):
@@ -303,30 +323,138 @@ def _objective_terms(factor, block, alpha, spec, balance, estimand):
     return D.objective_terms(factor[0], factor[1], block.t, alpha, spec, balance, estimand)
 
 
+def _sorted_squares(alpha):
+    """alpha^2 sorted, and its running sums (0 first): the block's part of the inclusion
+    rule's sum_i min(1, c alpha_i^2) at any c in O(log n) (:func:`_inclusion_totals`)."""
+    a2 = np.sort(alpha * alpha)
+    return a2, np.concatenate([[0.0], np.cumsum(a2)])
+
+
+def _square_summary(sorted_pair):
+    a2 = sorted_pair[0]
+    positive = a2[a2 > 0]
+    return {"nonzero": np.array([float(len(positive))]),
+            "min_positive": np.array([positive[0] if len(positive) else np.inf])}
+
+
+def _combine_square_summary(parts):
+    return {"nonzero": np.array([sum(p["nonzero"][0] for p in parts)]),
+            "min_positive": np.array([min(p["min_positive"][0] for p in parts)])}
+
+
+def _inclusion_totals(sorted_pair, scales):
+    """sum_i min(1, c alpha_i^2) over the block for every c in ``scales``: the units with
+    c alpha_i^2 >= 1 are a suffix of the sorted squares (found by bisection on 1 / c, then
+    moved onto the exact products' boundary), the rest contribute c times their sum."""
+    a2, running = sorted_pair
+    c = np.asarray(scales, dtype=float)
+    n = len(a2)
+    k = np.searchsorted(a2, 1.0 / c, side="left")
+    for _ in range(4):  # 1 / c is rounded: step to where the products cross 1
+        down = (k > 0) & (c * a2[np.maximum(k - 1, 0)] >= 1.0)
+        up = (k < n) & (c * a2[np.minimum(k, n - 1)] < 1.0)
+        k = k - down + up
+    return (n - k) + c * running[k]
+
+
+def _combine_totals(parts):
+    return sum(parts[1:], parts[0])
+
+
+def _bisection_points(lo: float, hi: float, depth: int) -> np.ndarray:
+    """Every midpoint ``depth`` steps of bisection from [lo, hi] can visit, in heap order (the
+    children of point i are 2i + 1, the left half, and 2i + 2)."""
+    points, level = [], [(lo, hi)]
+    for _ in range(depth):
+        nxt = []
+        for a, b in level:
+            c = 0.5 * (a + b)
+            points.append(c)
+            nxt += [(a, c), (c, b)]
+        level = nxt
+    return np.array(points)
+
+
+def _se_sample_scale(cluster: _Cluster, squares: list, size: int) -> float | None:
+    """The c of :func:`cina.effect.se_sample` (inclusion probabilities min(1, c alpha_i^2),
+    about ``size`` units drawn), by the same bisection: its 100 halvings, ten per reduction
+    (each reduction evaluates the 1,023 midpoints the next ten steps can visit). None: at most
+    ``size`` units have a positive weight, and all of them are taken."""
+    summary = cluster.reduce(_combine_square_summary, cluster.map(_square_summary, squares))
+    if summary["nonzero"][0] <= size:
+        return None
+    lo, hi = 0.0, size / float(summary["min_positive"][0])
+    depth = 10
+    for _ in range(SE_BISECTION_STEPS // depth):
+        points = _bisection_points(lo, hi, depth)
+        totals = cluster.reduce(_combine_totals, cluster.map(_inclusion_totals, squares,
+                                                             scales=points))
+        i = 0
+        for _ in range(depth):
+            if totals[i] > size:
+                hi, i = points[i], 2 * i + 1
+            else:
+                lo, i = points[i], 2 * i + 2
+    return lo
+
+
+def _sampled_rows(alpha, offset: int, sample: dict | None):
+    """The block's units in the standard error's sum and 1 / their inclusion probability: all
+    (no sample), those of positive weight (scale None), or the Poisson sample of
+    :func:`cina.effect.se_sample`, whose uniform draws for the rows of this block are the
+    draws at positions offset, offset + 1, ... of its generator."""
+    if sample is None:
+        return np.arange(len(alpha)), np.ones(len(alpha))
+    a2 = alpha * alpha
+    if sample["scale"] is None:
+        rows = np.flatnonzero(a2 > 0)
+        return rows, np.ones(len(rows))
+    pi = np.minimum(1.0, sample["scale"] * a2)
+    generator = np.random.default_rng([sample["seed"], 11])
+    generator.bit_generator.advance(offset)  # one 64-bit draw per uniform double
+    rows = np.flatnonzero(generator.random(len(a2)) < pi)
+    return rows, 1.0 / pi[rows]
+
+
+def _residuals_at(block: Block, rows: np.ndarray, fits: dict, basis_local: dict,
+                  basis_resid: dict) -> np.ndarray:
+    """The residual model's out-of-sample residuals of the block's ``rows``: leave-one-out on
+    the basis units, y minus the arm's prediction elsewhere."""
+    t, y = block.t, block.y
+    resid = np.empty(len(rows))
+    for arm in (0, 1):
+        sel = np.flatnonzero(t[rows] == arm)
+        if not len(sel):
+            continue
+        basis_rows = np.flatnonzero(t == arm)[basis_local.get(arm, np.zeros(0, int))]
+        pos = np.searchsorted(basis_rows, rows[sel])
+        hit = pos < len(basis_rows)
+        hit[hit] = basis_rows[pos[hit]] == rows[sel][hit]
+        if hit.any():
+            resid[sel[hit]] = basis_resid[arm][pos[hit]]
+        others = sel[~hit]
+        if len(others):
+            kern, coef, mean = fits[arm]
+            for a in range(0, len(others), 4096):
+                r = rows[others[a:a + 4096]]
+                resid[others[a:a + 4096]] = y[r] - (mean + kern.cross(block.X[r]) @ coef)
+    return resid
+
+
 def _effect_terms(alpha, block: Block, fits: dict, basis_local: dict, basis_resid: dict,
-                  bandwidth: float):
-    """sum alpha (2t - 1) y, and sum alpha^2 r^2 with r the residual model's out-of-sample
-    residuals (leave-one-out on the basis units, plain elsewhere), and max |r|."""
+                  offset: int, sample: dict | None):
+    """sum alpha (2t - 1) y, and sum alpha^2 r^2 / pi over the standard error's units
+    (:func:`_sampled_rows`), r the residual model's out-of-sample residuals, and max |r|."""
     t, y = block.t, block.y
     est = float(np.sum(alpha * (2.0 * t - 1.0) * y))
-    resid = np.zeros(len(t))
-    for arm in (0, 1):
-        idx = np.flatnonzero(t == arm)
-        local = basis_local.get(arm, np.zeros(0, int))
-        if len(local):
-            resid[idx[local]] = basis_resid[arm]
-        rest = np.setdiff1d(np.arange(len(idx)), local)
-        if len(rest):
-            kern, coef, mean = fits[arm]
-            rows = idx[rest]
-            for a in range(0, len(rows), 4096):
-                r = rows[a:a + 4096]
-                resid[r] = y[r] - (mean + kern.cross(block.X[r]) @ coef)
+    rows, inv_pi = _sampled_rows(alpha, offset, sample)
+    resid = _residuals_at(block, rows, fits, basis_local, basis_resid)
+    a = alpha[rows] * np.sqrt(inv_pi)  # as cina.effect: se of the weights a on the sample
     top = float(np.abs(resid).max(initial=0.0))
     scaled = resid / top if top > 0 and np.isfinite(top) else resid
-    return {"estimate": np.array([est]), "var": np.array([float(np.sum(alpha**2 * resid**2))]),
-            "var_scaled": np.array([float(np.sum(alpha**2 * scaled**2))]),
-            "top": np.array([top])}
+    return {"estimate": np.array([est]), "var": np.array([float(np.sum(a**2 * resid**2))]),
+            "var_scaled": np.array([float(np.sum(a**2 * scaled**2))]),
+            "top": np.array([top]), "units": np.array([float(len(rows))])}
 
 
 def _combine_effect(parts):
@@ -337,7 +465,20 @@ def _combine_effect(parts):
                    for p in parts)
     return {"estimate": np.array([sum(p["estimate"][0] for p in parts)]),
             "var": np.array([sum(p["var"][0] for p in parts)]),
-            "var_scaled": np.array([rescaled]), "top": np.array([top])}
+            "var_scaled": np.array([rescaled]), "top": np.array([top]),
+            "units": np.array([sum(p["units"][0] for p in parts)])}
+
+
+def _imbalance_terms(factor, alpha, block: Block, estimand: str, n_target: int):
+    """The block's part of each arm's kernel imbalance (alpha_a - m)' K (alpha_a - m) on
+    K = Phi Phi' + diag(delta) (:func:`cina.effect.arm_imbalances`): Phi' (alpha_a - m) and
+    sum_i delta_i (alpha_a,i - m_i)^2, m uniform over the estimand's population."""
+    Phi, delta = factor
+    t = block.t
+    target = np.ones(len(t), bool) if estimand == "ate" else t == 1
+    m = target / n_target
+    diffs = np.column_stack([np.where(t == arm, alpha, 0.0) - m for arm in (0, 1)])
+    return {"u": Phi.T @ diffs, "q": delta @ (diffs * diffs)}
 
 
 def _weights_frame(alpha, block: Block):
@@ -694,16 +835,36 @@ def _fit_on(cl, data, treatment, outcome, covariates, *, estimand, balance, lam_
                 basis_local.setdefault(p, {})[arm] = local
                 basis_resid.setdefault(p, {})[arm] = loo[offset:offset + len(local)]
                 offset += len(local)
-        fits_future = cl.scatter(fits, broadcast=True)
+        fits_future = _constant(cl, fits)
+        # from SE_SAMPLE_FROM units on, the in-memory se sums over a weighted sample of the
+        # units (cina.effect.se_sample): the same sample here, drawn partition by partition
+        sample = None
+        if n >= effect_module.SE_SAMPLE_FROM:
+            squares = cluster.map(_sorted_squares, alpha)
+            sample = {"scale": _se_sample_scale(cluster, squares,
+                                                int(effect_module.SE_SAMPLE_SIZE)),
+                      "seed": random_state}
+            del squares
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
         eff = cluster.reduce(_combine_effect, [
             cl.submit(_effect_terms, alpha[p], Zb[p], fits_future, basis_local.get(p, {}),
-                      basis_resid.get(p, {}), bw, pure=False) for p in range(len(Zb))])
+                      basis_resid.get(p, {}), int(offsets[p]), sample, pure=False)
+            for p in range(len(Zb))])
         estimate = float(eff["estimate"][0])
         se = math.sqrt(eff["var"][0])
         if not np.isfinite(se):
             se = float(eff["top"][0]) * math.sqrt(eff["var_scaled"][0])
         W = cluster.reduce(_sum_all, cluster.map(_weighted_moments, alpha, Zb))
         balance_tab = _balance_table(W, arm_stats, denom, names, mean_r, scale, huge)
+        # the bias-aware interval of the in-memory estimator: the prior sd of the weighting
+        # bias from the lam rule's signal variances and the kernel imbalance left per arm
+        terms = cluster.reduce(_sum_all, cluster.map(
+            _imbalance_terms, factor, alpha, Zb, estimand=estimand,
+            n_target=n if estimand == "ate" else n1))
+        imbalance = {arm: max(float(terms["u"][:, arm] @ terms["u"][:, arm]
+                                    + terms["q"][arm]), 0.0) for arm in (0, 1)}
+        signal = {arm: lam_info.get(f"signal_var_arm{arm}", math.nan) for arm in (0, 1)}
+        bias = effect_module.bias_sd(signal, imbalance) if lam_rel is None else 0.0
         ess = {"treated": float(W["w_t"][0] ** 2 / W["w2_t"][0]),
                "control": float(W["w_c"][0] ** 2 / W["w2_c"][0])}
         meta = pd.DataFrame({"treatment": pd.Series(dtype=np.int8),
@@ -718,13 +879,15 @@ def _fit_on(cl, data, treatment, outcome, covariates, *, estimand, balance, lam_
             **({"lam_guard_steps": steps} if lam_rel is None else {"lam_rule": "given"}),
             **winfo, "objective": objective, "mmd2": mmd2, **kernel_info,
             "npartitions": len(sizes), "bytes_gathered": cluster.bytes_gathered,
+            **({} if sample is None else {"se_units": int(eff["units"][0])}),
+            "imbalance": imbalance, "bias_sd": bias,
             "reductions": cluster.rounds, "seconds_by_stage": stages.seconds,
             "scheduler": getattr(cl, "scheduler_info", lambda: {})().get("address", "")}
     return DistributedEffectResult(
         estimate=estimate, se=se, estimand=estimand, method="exact", n=n, n_treated=n1,
         n_control=n - n1, seconds=time.perf_counter() - start, weights=weights, t=None,
-        info=info, balance=balance_tab, ess=ess, feature_names=names, dropped_constant=dropped,
-        dropped_identifier=list(plan.dropped_identifier), client=cl)
+        info=info, bias_sd=bias, balance=balance_tab, ess=ess, feature_names=names,
+        dropped_constant=dropped, dropped_identifier=list(plan.dropped_identifier), client=cl)
 
 
 def _raise_partition_errors(facts: list[dict], sizes: np.ndarray) -> None:
@@ -749,10 +912,8 @@ def _gather_by_arm(rows: _Rows, strata: dict[int, np.ndarray]):
 
 
 def _smd_denominator(arm_stats: dict, estimand: str) -> np.ndarray:
-    v1 = arm_stats[1][2] / arm_stats[1][0]
-    v0 = arm_stats[0][2] / arm_stats[0][0]
-    denom = np.sqrt((v1 + v0) / 2) if estimand == "ate" else np.sqrt(v1)
-    return np.where(denom > 0, denom, 1.0)
+    return smd_denominator(arm_stats[1][2] / arm_stats[1][0], arm_stats[0][2] / arm_stats[0][0],
+                           estimand)
 
 
 def _balance_table(W: dict, arm_stats: dict, denom: np.ndarray, names: list, mean_r, scale,
@@ -804,7 +965,7 @@ def _build_factor(cluster: _Cluster, Zb: list, sizes: np.ndarray, rows: _Rows, n
         from ..kernels.random_features import RandomFeatureMap
 
         fmap = RandomFeatureMap.draw(d, m, seed=seed)
-    fmap_future = cluster.client.scatter(fmap, broadcast=True)
+    fmap_future = _constant(cluster.client, fmap)
     rows_f = cluster.map(_feature_rows, Zb, fmap=fmap_future, bandwidth=bw)
     norm = cluster.reduce(_sum_all, cluster.map(_second, rows_f))
     scales = cluster.map(_unit_scales, rows_f, norm=norm)
@@ -860,6 +1021,7 @@ class _DualWeights:
         raw = cluster.map(_block_weights, self.factor, self.Zb, x=sol.x, spec=spec,
                           n_treated=self.n1)
         totals = cluster.reduce(_sum_all, cluster.map(_arm_sums, raw, self.Zb))
-        alpha = cluster.map(_normalise, raw, self.Zb, totals=totals)
+        alpha = cluster.map(_normalise, raw, self.Zb, totals=totals,
+                            counts=(self.n1, self.n - self.n1))
         return alpha, {"dual_value": sol.value, "newton_steps": sol.iterations,
                        "dual_evaluations": sol.evaluations, "dual_grad": sol.grad_norm}

@@ -43,19 +43,13 @@ class DistributedEffectResult(EffectResult):
 
     def to_report(self, alpha: float = 0.05, source: dict | None = None) -> dict:
         """The record ``cina estimate --json`` prints (the keys of
-        :func:`cina.outputs.estimate_report`), for this distributed fit."""
-        from ..outputs import balance_summary, to_jsonable
+        :func:`cina.outputs.effect_record`), for this distributed fit."""
+        from ..outputs import effect_record
 
-        base = self.to_dict(alpha)
-        report = {"ate": base["estimate"], **base, "level": 1 - alpha, "method": self.method,
-                  "estimator": "cina.distributed.fit", **(source or {}),
-                  "covariates": list(self.feature_names),
-                  "dropped_constant": list(self.dropped_constant),
-                  "balance": balance_summary(self.balance) if self.balance is not None
-                  else None,
-                  "params": dict(self.info.get("params", {})), "info": dict(self.info),
-                  "warnings": []}
-        return to_jsonable(report)
+        return effect_record(self, alpha=alpha, method=self.method,
+                             estimator="cina.distributed.fit", covariates=self.feature_names,
+                             dropped_constant=self.dropped_constant, balance_table=self.balance,
+                             params=self.info.get("params", {}), source=source)
 
     def write_weights(self, path, *, overwrite: bool = True) -> str:
         """Write the weights as partitioned Parquet to the directory ``path``, all or nothing

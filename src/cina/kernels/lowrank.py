@@ -7,7 +7,7 @@ the mean of the unnormalised diagonal (docs/method_notes.md section 1). A *featu
 features, :mod:`cina.kernels.random_features`) approximates the exponentiated scores by rank-m
 features, exp(S) ~ Psi Psi', given per unit in log-scaled form Psi_i = exp(l_i) F_i
 (:class:`FeatureRows`), so that nothing overflows whatever the keys' norms. This module turns
-those rows into the normalised kernel, docs/method_notes.md section 11:
+those rows into the normalised kernel, docs/method_notes.md section 12:
 
 * the diagonal is kept exact: exp(S) ~ Psi Psi' + diag(e_i), e_i = max(exp(s_ii) - |Psi_i|^2, 0)
   (>= 0 for Nystrom, whose residual is positive semi-definite; clipped for random features), so
@@ -38,11 +38,11 @@ import numpy as np
 from .._progress import progress_bar, show_progress
 from .base import KernelOperator
 
-__all__ = ["FeatureRows", "FeatureMap", "NormaliserSum", "LogMeanSum", "log_unit_scales",
+__all__ = ["FeatureRows", "FeatureMap", "NormaliserSum", "LogMeanSum", "log_unit_scales", "log_diagonal",
            "normalised_factor_rows", "scaled_keys", "LowRankKernel", "DEFAULT_RANK",
            "MIN_RANK", "rank_for", "BLOCK_ROWS"]
 
-#: default rank m of the low-rank operators (docs/method_notes.md section 11:
+#: default rank m of the low-rank operators (docs/method_notes.md section 12:
 #: benchmarks/results/lowrank_accuracy.md)
 DEFAULT_RANK = 256
 #: the smallest rank the memory budget may force

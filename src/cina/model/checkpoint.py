@@ -53,7 +53,7 @@ def save_model(model: ZeroShotBalancer, path: str | Path, *, training_data: dict
     """Write ``model`` (float32) with its metadata; returns the file's sha256."""
     from safetensors.torch import save_file
 
-    from .. import __version__
+    from .._version import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,42 +8,41 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import platform
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from ..diagnostics import smd_denominator, weighted_mean_var
+from ..rules import BALANCE_THRESHOLD, effective_sample_size, normalize_per_arm
+
 __all__ = ["ReportContent", "collect", "cobalt_balance", "versions", "python_call",
-           "data_fingerprint", "THRESHOLD"]
+           "data_fingerprint"]
 
-THRESHOLD = 0.1  # the customary balance threshold (cobalt's default for mean differences)
 TOP_WEIGHTS = 10
-
-
-def _weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    w = w / w.sum()
-    mean = w @ x
-    return mean, w @ (x - mean) ** 2
+#: the report warns when a reweighted arm's effective sample size is below this share of the arm
+#: or below this count of units
+LOW_ESS_SHARE, LOW_ESS_UNITS = 0.1, 20
 
 
 def cobalt_balance(X: np.ndarray, t: np.ndarray, weights: np.ndarray, names: list[str],
-                   estimand: str, threshold: float = THRESHOLD) -> pd.DataFrame:
+                   estimand: str, threshold: float = BALANCE_THRESHOLD) -> pd.DataFrame:
     """Balance in the convention of R's cobalt: signed differences treated - control, raw
     (difference in proportions) for binary covariates, standardised for continuous ones (by the
     pooled unweighted standard deviation for the ATE, the treated one for the ATT, the same
     before and after weighting: docs/method_notes.md section 7); variance ratios treated /
     control for continuous covariates only; ``balanced`` when |diff_after| <= threshold."""
     X = np.asarray(X, dtype=float)
+    t = np.asarray(t)
     x1, x0 = X[t == 1], X[t == 0]
     m1, v1 = x1.mean(axis=0), x1.var(axis=0)
     m0, v0 = x0.mean(axis=0), x0.var(axis=0)
-    wm1, wv1 = _weighted_mean_var(x1, weights[t == 1])
-    wm0, wv0 = _weighted_mean_var(x0, weights[t == 0])
+    wm1, wv1 = weighted_mean_var(x1, weights[t == 1])
+    wm0, wv0 = weighted_mean_var(x0, weights[t == 0])
     binary = np.array([set(np.unique(X[:, j]).tolist()) <= {0.0, 1.0} for j in range(X.shape[1])])
-    denom = np.sqrt((v1 + v0) / 2) if estimand == "ate" else np.sqrt(v1)
-    denom = np.where(denom > 0, denom, 1.0)
-    scale = np.where(binary, 1.0, denom)
+    scale = np.where(binary, 1.0, smd_denominator(v1, v0, estimand))
     with np.errstate(divide="ignore", invalid="ignore"):
         vr_before = np.where(binary | (v0 <= 0), np.nan, v1 / np.where(v0 > 0, v0, 1.0))
         vr_after = np.where(binary | (wv0 <= 0), np.nan, wv1 / np.where(wv0 > 0, wv0, 1.0))
@@ -85,10 +84,10 @@ def data_fingerprint(data) -> str:
 
 def python_call(est) -> str:
     """The Python call that refits this estimator with every one of its settings."""
-    import cina
-
     cls = type(est)
-    public = getattr(cina, cls.__name__, None)
+    # the top-level names of the package the estimator came from (loaded already: no import, so
+    # the report stays below the estimator it describes)
+    public = getattr(sys.modules.get("cina"), cls.__name__, None)
     path = f"cina.{cls.__name__}" if public is cls else f"{cls.__module__}.{cls.__qualname__}"
     params = est.get_params(deep=False)
     args = ",\n    ".join(f"{k}={v!r}" for k, v in params.items())
@@ -152,16 +151,18 @@ def _unit_labels(data, rows: np.ndarray) -> list[str]:
 
 def _weight_facts(data, weights: np.ndarray, estimand: str, balance: pd.DataFrame
                   ) -> tuple[list[dict], pd.DataFrame]:
+    # each unit's weight relative to uniform weighting within its arm (1 = unweighted)
+    share = normalize_per_arm(weights, data.t)
     arms = []
     for arm, label in ((1, "treated"), (0, "control")):
         m = data.t == arm
         w = weights[m]
         n_arm = int(m.sum())
-        rel = w * n_arm / w.sum()
-        top = np.sort(w)[::-1][:TOP_WEIGHTS].sum() / w.sum()
+        rel = share[m] * n_arm
+        top = np.sort(share[m])[::-1][:TOP_WEIGHTS].sum()
         arms.append({
             "arm": label, "n": n_arm, "n_positive": int((w > 0).sum()),
-            "ess": float(w.sum() ** 2 / np.sum(w * w)), "relative": rel,  # Kish
+            "ess": effective_sample_size(w), "relative": rel,
             "max_relative": float(rel.max()), "top_share": float(top),
             "uniform": bool(np.ptp(w) <= 1e-12 * max(float(w.max()), 1e-300)),
             "reweighted": not (estimand == "att" and arm == 1),
@@ -173,7 +174,7 @@ def _weight_facts(data, weights: np.ndarray, estimand: str, balance: pd.DataFram
             continue
         idx = np.flatnonzero(data.t == arm)
         w = weights[idx]
-        rel = w * len(idx) / w.sum()
+        rel = share[idx] * len(idx)
         order = np.argsort(-w, kind="stable")[:TOP_WEIGHTS]
         for k in order:
             rows.append((int(idx[k]), "treated" if arm else "control", float(w[k]),
@@ -220,10 +221,10 @@ def collect(est, *, alpha: float, treatment_name: str | None, outcome_name: str 
     if unbalanced:
         warnings_.append(
             f"{len(unbalanced)} covariate(s) remain imbalanced after weighting (|difference| > "
-            f"{THRESHOLD:g}): {', '.join(map(str, unbalanced[:8]))}"
+            f"{BALANCE_THRESHOLD:g}): {', '.join(map(str, unbalanced[:8]))}"
             f"{', ...' if len(unbalanced) > 8 else ''}. The estimate may carry bias from them.")
     for a in arms:
-        if a["reweighted"] and (a["ess"] < 0.1 * a["n"] or a["ess"] < 20):
+        if a["reweighted"] and (a["ess"] < LOW_ESS_SHARE * a["n"] or a["ess"] < LOW_ESS_UNITS):
             warnings_.append(
                 f"The {a['arm']} weights concentrate on few units: effective sample size "
                 f"{a['ess']:.1f} of {a['n']:,}; the {min(TOP_WEIGHTS, a['n'])} largest weights "

@@ -4,11 +4,11 @@ report puts a data table with the same numbers beside every figure."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
+from ..rules import BALANCE_THRESHOLD, normalize_per_arm
+from ..sensitivity import r2_y_at_bias
 from .svg import LinearScale, esc, fmt, nice_ticks, svg_open
 
 __all__ = ["love_plot", "weight_histograms", "propensity_overlap", "sensitivity_contour",
@@ -56,7 +56,8 @@ def _label_width(labels) -> float:
     return float(min(max(longest * 6.6 + 14, 60), 220))
 
 
-def love_plot(table: pd.DataFrame, threshold: float = 0.1, fig_id: str = "love-plot") -> str:
+def love_plot(table: pd.DataFrame, threshold: float = BALANCE_THRESHOLD,
+              fig_id: str = "love-plot") -> str:
     """Absolute mean differences before (hollow grey) and after (filled blue) weighting, one row
     per covariate, with the threshold as a dashed line. ``table``: index covariate, columns
     ``diff_before``, ``diff_after`` (signed), ``kind`` ("binary" or "continuous")."""
@@ -180,11 +181,12 @@ def propensity_overlap(e: np.ndarray, t: np.ndarray, weights: np.ndarray | None,
     control = _histogram(e[t == 0], edges) / max(int((t == 0).sum()), 1)
     after = {}
     if weights is not None:
+        share = normalize_per_arm(weights, t)
         for arm in (0, 1):
             if estimand == "att" and arm == 1:
                 continue
             m = t == arm
-            after[arm] = _histogram(e[m], edges, weights=weights[m] / weights[m].sum())
+            after[arm] = _histogram(e[m], edges, weights=share[m])
     # each half on its own scale: one arm piled into a single bin (common when the arms barely
     # overlap) would otherwise flatten the other arm's bars
     top_t = max([float(treated.max())] + ([float(after[1].max())] if 1 in after else []) + [.02])
@@ -237,20 +239,19 @@ def propensity_overlap(e: np.ndarray, t: np.ndarray, weights: np.ndarray | None,
 
 def _contour_curve(level_bias: float, scale: float, xmax: float, ymax: float,
                    n: int = 120) -> list[tuple[float, float]]:
-    """Points (r2_d, r2_y) with S sqrt(r2_y r2_d / (1 - r2_d)) = level_bias, inside the box."""
+    """Points (r2_d, r2_y) with S sqrt(r2_y r2_d / (1 - r2_d)) = level_bias, inside the box
+    (r2_y from :func:`cina.sensitivity.r2_y_at_bias`)."""
     if scale <= 0 or level_bias <= 0:
         return []
-    a = (level_bias / scale) ** 2  # r2_y = a (1 - r2_d) / r2_d
-    pts = []
     # where the curve enters the box from the top: r2_y = ymax -> r2_d = a / (ymax + a)
+    a = (level_bias / scale) ** 2
     x_start = a / (ymax + a)
     if x_start >= xmax:
         return []
-    for x in np.geomspace(max(x_start, 1e-6), xmax, n):
-        y = a * (1 - x) / x
-        if y <= ymax * 1.0001:
-            pts.append((float(x), float(min(y, ymax))))
-    return pts
+    xs = np.geomspace(max(x_start, 1e-6), xmax, n)
+    ys = r2_y_at_bias(level_bias, scale, xs)
+    return [(float(x), float(min(y, ymax))) for x, y in zip(xs, ys, strict=True)
+            if y <= ymax * 1.0001]
 
 
 def sensitivity_contour(sens, fig_id: str = "sensitivity-plot", max_labels: int = 10) -> str:
@@ -260,7 +261,7 @@ def sensitivity_contour(sens, fig_id: str = "sensitivity-plot", max_labels: int 
     the orange dashed line where the interval reaches 0; benchmark covariates are marked."""
     est, s = sens.estimate, sens.scale * abs(sens.rho)
     bench = sens.benchmark_bounds()
-    strong = sens._strongest_benchmark()
+    strong = sens.strongest_benchmark()
     pts = []
     if not bench.empty:
         for _, b in bench.iterrows():
@@ -278,7 +279,7 @@ def sensitivity_contour(sens, fig_id: str = "sensitivity-plot", max_labels: int 
     sy = LinearScale(0, ymax, height - bottom, top)
     sign = 1.0 if est >= 0 else -1.0
     # levels of the adjusted estimate est - sign * B, from est towards (and past) zero
-    b_max = s * math.sqrt(ymax * xmax / (1 - xmax))
+    b_max = sens.bias_bound(ymax, xmax)
     levels = [v for v in nice_ticks(est - sign * b_max, est, 6) if sign * (est - v) > 0]
     desc = (f"Contour plot of the bias-adjusted estimate over the strengths of an unobserved "
             f"confounder. Robustness value {sens.rv:.3f} (estimate reaches 0) and "

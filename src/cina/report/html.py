@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..rules import BALANCE_THRESHOLD, normalize_per_arm
 from . import figures
-from .content import THRESHOLD, ReportContent
+from .content import ReportContent
 from .svg import esc, fmt, fmt_signed
 
 __all__ = ["render", "CSS"]
@@ -212,22 +213,22 @@ def _data_section(c: ReportContent) -> str:
 
 def _balance_section(c: ReportContent) -> str:
     b = c.balance
-    n_before = int((b["diff_before"].abs() > THRESHOLD).sum())
+    n_before = int((b["diff_before"].abs() > BALANCE_THRESHOLD).sum())
     n_after = int((~b["balanced"]).sum())
     out = [f"<p>Before weighting {n_before} of {len(b)} covariates differ between the arms by "
-           f"more than the customary threshold of {THRESHOLD:g}; after weighting {n_after}. "
+           f"more than the customary threshold of {BALANCE_THRESHOLD:g}; after weighting {n_after}. "
            f"Largest absolute difference: {fmt(b['diff_before'].abs().max())} before, "
            f"{fmt(b['diff_after'].abs().max())} after. Differences are treated minus control: "
            "standardised mean differences for continuous covariates, raw differences in "
            "proportion for binary ones (the cobalt convention); the standardising deviation is "
            + ("the pooled one of both arms" if c.estimand == "ate" else "the treated arm's")
            + ", the same before and after weighting.</p>"]
-    svg = figures.love_plot(b, THRESHOLD)
+    svg = figures.love_plot(b, BALANCE_THRESHOLD)
     love_tab = _table(b[["kind", "diff_before", "diff_after"]], index_name="covariate",
                       caption="Mean differences plotted in the love plot")
     out.append(_figure(svg, f"Love plot: absolute differences before (hollow) and after "
-                            f"(filled) weighting; dashed line at {THRESHOLD:g}.", love_tab))
-    ok_col = f"\u2264 {THRESHOLD:g}"
+                            f"(filled) weighting; dashed line at {BALANCE_THRESHOLD:g}.", love_tab))
+    ok_col = f"\u2264 {BALANCE_THRESHOLD:g}"
     table = pd.DataFrame({
         "type": b["kind"],
         "diff. before": b["diff_before"],
@@ -242,7 +243,7 @@ def _balance_section(c: ReportContent) -> str:
     out.append("<h3>Balance table</h3>")
     out.append(_table(
         table, index_name="covariate", table_id="balance-table",
-        caption=(f"Differences after weighting within {THRESHOLD:g} count as balanced; variance "
+        caption=(f"Differences after weighting within {BALANCE_THRESHOLD:g} count as balanced; variance "
                  "ratios (treated / control) are for continuous covariates only"),
         formats={"diff. before": lambda v: fmt(v, 3), "diff. after": lambda v: fmt(v, 3),
                  "var. ratio before": lambda v: fmt(v, 3),
@@ -322,7 +323,7 @@ def _overlap_section(c: ReportContent) -> str:
         "treated (share)": np.histogram(o.propensity[t == 1], edges)[0] / max((t == 1).sum(), 1),
         "control (share)": np.histogram(o.propensity[t == 0], edges)[0] / max((t == 0).sum(), 1),
         "control after weighting": np.histogram(
-            o.propensity[t == 0], edges, weights=c.weights[t == 0] / c.weights[t == 0].sum())[0],
+            o.propensity[t == 0], edges, weights=normalize_per_arm(c.weights, t)[t == 0])[0],
     }, index=pd.Index([f"{a:.1f}-{b:.1f}" for a, b in zip(edges[:-1], edges[1:], strict=True)],
                       name="propensity"))
     out.append(_figure(svg, "Estimated propensity by arm: treated above the axis, control "
@@ -369,7 +370,7 @@ def _sensitivity_section(c: ReportContent) -> str:
         bench_tab = _table(shown.drop(columns=["covariate", "multiple"]),
                            index_name="confounder as strong as",
                            formats={"r2_y": lambda v: fmt(v, 3), "r2_d": lambda v: fmt(v, 3)})
-    out.append(_figure(s.contour_svg(), "Bias-adjusted estimate over the strength of an "
+    out.append(_figure(figures.sensitivity_contour(s), "Bias-adjusted estimate over the strength of an "
                                         "unobserved confounder (grey contours); crosses mark "
                                         "confounders as strong as observed covariates.",
                        tab + bench_tab))

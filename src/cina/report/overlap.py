@@ -11,10 +11,11 @@ count. It is raised when they are at least 5% of the target population (docs/rep
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from .._threads import fit_threads
 
 __all__ = ["OverlapDiagnostic", "overlap_diagnostic", "EXTREME", "WARN_SHARE"]
 
@@ -32,16 +33,6 @@ class OverlapDiagnostic:
     extreme_count: int
     target: str  # "all units" or "treated units"
     warning: str | None
-
-
-def _one_thread(n: int):
-    if n > 20_000:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a scikit-learn dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="openmp")
 
 
 def overlap_diagnostic(X: np.ndarray, t: np.ndarray, estimand: str, *, n_folds: int = 5,
@@ -62,7 +53,7 @@ def overlap_diagnostic(X: np.ndarray, t: np.ndarray, estimand: str, *, n_folds: 
             random_state=random_state),
     }
     preds, losses = {}, {}
-    with _one_thread(len(t)):
+    with fit_threads(None, len(t)):  # the fits' thread policy (cina._threads)
         for name, learner in learners.items():
             p = cross_val_predict(learner, X, t, cv=cv, method="predict_proba")[:, 1]
             p = np.clip(p, 1e-6, 1 - 1e-6)

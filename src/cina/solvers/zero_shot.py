@@ -150,8 +150,9 @@ class ZeroShotBalancing:
         # the model reads only the dtype of z when given the kernel
         self._z = kernel.z if native else torch.zeros(1, n, 0, dtype=torch.float32)
         # progress bars where a fit takes long: the O(N)-memory path (seconds per step at
-        # N ~ 50,000), on a terminal only unless asked for
-        self.progress = show_progress(progress, self.path == "sdpa")
+        # N ~ 50,000) and any path from 100,000 units (the model's per-unit steps), on a
+        # terminal only unless asked for
+        self.progress = show_progress(progress, self.path == "sdpa" or n >= 100_000)
         self._t = torch.as_tensor(t, dtype=torch.float32)[None]
         self._mask = torch.ones(1, n, dtype=torch.bool)
         density = kernel.arm_densities(t)

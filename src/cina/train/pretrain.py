@@ -46,7 +46,7 @@ from ..balancing.weights import balancing_objective, solve_balancing_weights
 from ..errors import CheckpointError, CInAValidationError
 from ..model.balancer import PROBLEMS, ZeroShotBalancer
 from ..outputs import OutputSet
-from ..rules import effective_sample_fraction
+from ..rules import effective_sample_fraction, normalize_per_arm
 from .config import PretrainConfig, config_differences, load_config, validate_config
 from .data import Problem, collate, make_problem, microbatches
 from .run_dir import (
@@ -133,11 +133,7 @@ def predict_problem(model: ZeroShotBalancer, p: Problem, device=None,
     device = device or torch.device("cpu")
     b = {k: v.to(device) for k, v in batch.items()}
     out = model(b["z"], b["t"], b["mask"], b["bandwidth"], b["lam"], b["problem"])
-    alpha = out["alpha"][0].double().cpu().numpy()
-    for arm in (0, 1):
-        sel = p.t == arm
-        alpha[sel] /= alpha[sel].sum()
-    return alpha
+    return normalize_per_arm(out["alpha"][0].double().cpu().numpy(), p.t, in_place=True)
 
 
 def evaluate_problems(model: ZeroShotBalancer, problems: list[Problem],

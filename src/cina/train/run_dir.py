@@ -27,8 +27,8 @@ import torch
 
 from ..errors import CheckpointError
 from ..outputs import (
-    OutputError,
     append_line,
+    prepare_output_dir,
     read_jsonl,
     remove_stale_temporaries,
     repair_jsonl_tail,
@@ -47,18 +47,7 @@ METRICS_NAME = "metrics.jsonl"
 def prepare_run_dir(path) -> Path:
     """Create the run directory and check that files can be created in it (before training);
     :class:`~cina.outputs.OutputError` names the directory and the reason otherwise."""
-    run_dir = Path(os.path.expanduser(os.fspath(path)))
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputError(f"run directory {str(run_dir)!r} is a file; give a folder (--out)")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=run_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"run directory {str(run_dir)!r} cannot be written "
-                          f"({exc.strerror or exc}); give another --out") from None
-    return run_dir
+    return prepare_output_dir(path, "run directory", "(--out)")
 
 
 def remove_stale_files(run_dir: Path) -> None:

@@ -120,7 +120,9 @@ def write(df: pd.DataFrame, out: Path) -> None:
     cover = tab.pivot(index="suite", columns="method", values="coverage")
     n = tab.pivot(index="suite", columns="method", values="datasets")
     md = ["# Accuracy of CInA's default against the baselines", "",
-          f"Machine: {machine()}  ", f"Command: `{command()}`", "",
+          f"Machine: {machine()}  ", f"Command: `{command()}`"
+          + ("  \nThe `cina bench` runs that filled the cache: `commands.log`."
+             if (out / "commands.log").exists() else ""), "",
           "Mean relative error |estimate - truth| / |truth| per suite (datasets in brackets; "
           "the default is `exact`):", "",
           "| suite | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]

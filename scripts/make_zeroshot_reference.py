@@ -42,8 +42,8 @@ def main() -> None:
                                         lam_rel=lam, bandwidth=None)
         trained, _ = zero_shot_weights(Z, t, y, estimand=estimand, balance=balance, lam_rel=lam,
                                        bandwidth=None, extra_steps=0)
-        res = CInA(method="zero-shot", estimand=estimand, balance=balance,
-                   lam_rel=lam).fit(X, t, y).result_
+        res = CInA(method="zero-shot", metric="standardized", augment=None, estimand=estimand,
+                   balance=balance, lam_rel=lam).fit(X, t, y).result_
         cases.append({"balance": balance, "estimand": estimand, "lam_rel": lam,
                       "alpha": alpha.tolist(), "refinement_steps": info["refinement_steps"],
                       "alpha_trained_steps": trained.tolist(), "estimate": res.estimate})

@@ -427,7 +427,8 @@ def test_dml_agrees_with_doubleml_irm(seed, score, normalize_ipw):
 # --- registry -------------------------------------------------------------------------------
 def test_registry_lists_every_method():
     assert available_methods() == ["exact", "fit", "zero-shot", "exact-aug", "zero-shot-aug",
-                                   "naive", "ipw", "aipw", "dml", "tlearner", "entropy"]
+                                   "exact-plain", "naive", "ipw", "aipw", "dml", "tlearner",
+                                   "entropy"]
     aug = make_estimator("exact-aug")
     assert aug.method == "exact" and aug.augment == "gbm"
     expected = {"naive": NaiveDifference, "ipw": IPW, "aipw": AIPW, "dml": DML,

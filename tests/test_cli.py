@@ -296,8 +296,8 @@ def test_option_not_accepted_by_method(tmp_path, capsys, option, value):
 
 
 def test_methods_subcommand(capsys):
-    rc, out, _ = _run(capsys, "methods")
-    assert rc == 0 and "exact" in out and "(default)" in out
+    rc, out, err = _run(capsys, "methods")
+    assert rc == 0 and "exact" in out and "(default)" in out, err
     rc, out, _ = _run(capsys, "methods", "--json")
     names = [m["name"] for m in json.loads(out)]
     assert "exact" in names and "diff" in names

@@ -254,4 +254,5 @@ def test_hinge_penalty_takes_the_matvec_path_on_a_low_rank_operator():
     dense = _fit("exact", "dense", X, t, y, penalty="hinge", lam_rel=0.5, augment=None, **keys)
     assert "newton_steps" not in est.result_.info
     assert np.all(est.weights_ >= 0)
-    assert np.corrcoef(est.weights_, dense.weights_)[0, 1] > 0.9
+    # at m = N landmarks (N = 200 < the default rank) the operator is the dense kernel
+    np.testing.assert_allclose(est.weights_, dense.weights_, atol=1e-6)

@@ -364,7 +364,10 @@ def test_shipped_model_reproduces_reference_outputs():
                                            bandwidth=None, extra_steps=0)
         np.testing.assert_allclose(trained, case["alpha_trained_steps"], rtol=1e-4, atol=1e-6)
         assert info0["refinement_steps"] == ref["trained_steps"]
-        res = CInA(method="zero-shot", estimand=case["estimand"], balance=case["balance"],
+        # the shipped model's own outputs: the paper's pipeline (no relevance fit, no outcome
+        # model) around it
+        res = CInA(method="zero-shot", metric="standardized", augment=None,
+                   estimand=case["estimand"], balance=case["balance"],
                    lam_rel=case["lam_rel"]).fit(X, t, y).result_
         assert res.estimate == pytest.approx(case["estimate"], abs=1e-5)
 

@@ -250,9 +250,8 @@ class _GaussianKernelRidge:
 
 def _stacked_outcome_model(X, Z, t, y, *, bandwidth, ridge, seed):
     """Per arm, a non-negative combination of four learners chosen on out-of-sample predictions
-    (stacking, docs/method_notes.md section 14): a random forest and gradient boosting (on the
-    covariates), ridge regression (on the standardised covariates, clipped to the training
-    range) and Gaussian-kernel ridge on the balancing kernel's keys (with the relevance key map:
+    (stacking, docs/method_notes.md section 14): a random forest, gradient boosting and ridge
+    regression (on the standardised covariates; ridge clipped to the training range) and Gaussian-kernel ridge on the balancing kernel's keys (with the relevance key map:
     the ARD Gaussian process of the relevance fit).
 
     Each learner is 5-fold cross-fitted (each fitted on at most :data:`STACK_FIT_UNITS` units of
@@ -269,8 +268,10 @@ def _stacked_outcome_model(X, Z, t, y, *, bandwidth, ridge, seed):
     rng = np.random.default_rng([seed, 14])
     n_treated = int(t.sum())
     folds = cross_fit_folds(t, min(5, n_treated, n - n_treated), seed)
-    features = {"forest": X, "boosting": X, "ridge": standardize(X)[0],
-                "kernel": Z / np.sqrt(bandwidth)}
+    # the standardised covariates for every learner but the kernel's: trees do not depend on a
+    # column's scale, and scikit-learn's trees cast to float32, which overflows beyond 3e38
+    S = standardize(X)[0]
+    features = {"forest": S, "boosting": S, "ridge": S, "kernel": Z / np.sqrt(bandwidth)}
     names = list(STACK_LEARNERS)
     preds = {a: np.full((n, len(names)), np.nan) for a in (0, 1)}
     for train, test in folds:

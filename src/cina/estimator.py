@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .balancing.relevance import fit_relevance
 from .balancing.tuning import LAM_MIN, balance_guard, select_lam_rel
 from .balancing.weights import check_options
 from .base import EffectEstimator
-from .diagnostics import max_abs_smd
+from .diagnostics import max_abs_smd, propensity_overlap
 from .effect import (
     OUTCOME_MODELS,
     VARIANCE_ESTIMATES,
@@ -30,7 +31,7 @@ from .effect import (
     bias_sd,
     fit_outcome_model,
 )
-from .errors import CInAValidationError
+from .errors import CInAValidationError, OverlapWarning
 from .kernels import kernel_class, kernel_kinds, make_kernel, resolve_kernel_kind
 from .results import EffectResult
 from .rules import BALANCE_THRESHOLD
@@ -308,6 +309,11 @@ class CInA(EffectEstimator):
         signal = {a: lam_info.get(f"signal_var_arm{a}", float("nan")) for a in (0, 1)}
         bias = bias_sd(signal, info["imbalance"]) if self.lam_rel is None else 0.0
         info["bias_sd"] = bias
+        with clock("overlap_check"):
+            overlap = propensity_overlap(data.X, data.t, self.estimand, seed=self.random_state)
+        info["overlap_extreme_share"] = overlap["extreme_share"]
+        if overlap["warning"]:
+            warnings.warn(f"CInA: {overlap['warning']}", OverlapWarning, stacklevel=4)
         info["seconds_by_stage"] = clock.seconds
         return EffectResult(estimate=effect.estimate, se=effect.se, estimand=self.estimand,
                             method=self.method, n=data.n, n_treated=data.n_treated,

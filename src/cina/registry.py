@@ -51,11 +51,14 @@ _DESCRIPTIONS = {
 }
 
 
-def describe(name: str) -> str:
-    """One line on what the method ``name`` runs."""
-    key, cls, _ = _lookup(name)
+def describe(name: str, estimator=None) -> str:
+    """One line on what the method ``name`` runs: the registry's own line for the CInA
+    variants, else the first line of the estimator's docstring (``estimator``, or the class the
+    name is registered with)."""
+    key = str(name).strip().lower().replace("_", "-")
     if key in _DESCRIPTIONS:
         return _DESCRIPTIONS[key]
+    cls = type(estimator) if estimator is not None else _lookup(name)[1]
     doc = (cls.__doc__ or "").strip().splitlines()
     return doc[0].strip() if doc else ""
 

@@ -156,9 +156,41 @@ def test_five_treated_of_many_gives_the_same_weights_as_a_cold_solve():
     t = np.zeros(n, int)
     t[rng.choice(n, 5, replace=False)] = 1
     y = X[:, 0] + t + rng.normal(size=n)
-    est = _fit(X, t, y)
+    est = _fit(X, t, y, metric="standardized", augment=None)  # the guard's key map
     info = est.result_.info
     assert info["lam_guard_steps"] >= 1  # the guard ran
     Z, _, _ = standardize(X)
     cold = solve_balancing_weights(attention_kernel(Z, info["bandwidth"]), t, info["lam_rel"])
     np.testing.assert_allclose(est.result_.weights, cold.alpha, atol=1e-9)
+
+
+def test_no_overlap_design_warns_in_the_api_and_the_cli_json(tmp_path):
+    """Issue 13.4: treated iff x > 0, y = 3x + 2t: no unit has a counterpart across x = 0. The
+    fit must say so (OverlapWarning, and in the CLI's JSON warnings), and an overlapping design
+    of the same size must not."""
+    import json
+    import subprocess
+    import sys
+
+    from cina.errors import OverlapWarning
+
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.standard_normal(n)
+    X = np.column_stack([x, rng.standard_normal(n)])
+    t = (x > 0).astype(int)
+    y = 3 * x + 2 * t + 0.5 * rng.standard_normal(n)
+    with pytest.warns(OverlapWarning, match="limited overlap"):
+        est = cina.CInA(augment=None).fit(X, t, y)
+    assert est.result_.info["overlap_extreme_share"] > 0.5
+    t_ok = (rng.random(n) < 1 / (1 + np.exp(-0.5 * x))).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OverlapWarning)
+        cina.CInA(augment=None).fit(X, t_ok, 3 * x + 2 * t_ok + rng.standard_normal(n))
+    path = tmp_path / "no_overlap.csv"
+    pd.DataFrame({"x": x, "z": X[:, 1], "t": t, "y": y}).to_csv(path, index=False)
+    out = subprocess.run([sys.executable, "-m", "cina", "estimate", str(path), "-t", "t", "-y",
+                          "y", "--json", "--method", "exact-plain"],
+                         capture_output=True, text=True, check=True)
+    record = json.loads(out.stdout)
+    assert any("limited overlap" in w for w in record["warnings"])

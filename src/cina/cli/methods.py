@@ -31,7 +31,7 @@ def method_rows() -> list[dict]:
         rows.append({
             "name": name,
             "estimator": type(est).__name__,
-            "description": describe(name),
+            "description": describe(name, est),
             "options": [o for o, p in ESTIMATOR_OPTIONS.items() if p in accepted],
             "default": name == DEFAULT_METHOD,
         })

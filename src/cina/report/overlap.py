@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._threads import fit_threads
+from ..diagnostics import OVERLAP_EXTREME as EXTREME  # one definition of the overlap rule
+from ..diagnostics import OVERLAP_WARN_SHARE as WARN_SHARE
 
 __all__ = ["OverlapDiagnostic", "overlap_diagnostic", "EXTREME", "WARN_SHARE"]
-
-EXTREME = 0.05  # propensities within this distance of 0 or 1 are extreme
-WARN_SHARE = 0.05  # warn when this share of the target population is extreme
 
 
 @dataclass

@@ -134,11 +134,13 @@ def test_data_driven_lam_is_recorded():
     assert info["lam_rule"] and 0.01 <= info["lam_rel"] <= 3 and info["bandwidth"] > 0
     # where the time went: every stage timed, together within the whole fit's time
     stages = info["seconds_by_stage"]
-    assert set(stages) == {"key_map", "bandwidth", "lam_rule", "weights", "outcome_model"}
+    assert set(stages) == {"key_map", "bandwidth", "lam_rule", "weights", "outcome_model",
+                           "overlap_check"}
     assert all(v >= 0 for v in stages.values())
     assert sum(stages.values()) <= est.result_.seconds
     plain = cina.CInA(augment=None).fit(X, t, y).result_.info["seconds_by_stage"]
-    assert set(plain) == {"key_map", "bandwidth", "lam_rule", "weights", "standard_error"}
+    assert set(plain) == {"key_map", "bandwidth", "lam_rule", "weights", "standard_error",
+                          "overlap_check"}
 
 
 def test_dense_methods_refuse_huge_inputs(monkeypatch):

@@ -139,7 +139,9 @@ def test_large_n_standard_error_on_a_sample_is_close_to_the_full_sum(monkeypatch
     monkeypatch.setattr(effect_module, "SE_SAMPLE_SIZE", 1500)
     sampled = _fit(method="exact", lam_rel=0.1, data=data)
     assert sampled.result_.info["se_units"] <= 2000
-    assert sampled.effect_ == full.effect_
+    # the same estimate: the thread policy picks each fit's threads from the machine's load, so
+    # BLAS sums may round differently between the two fits (last bits only)
+    assert sampled.effect_ == pytest.approx(full.effect_, rel=1e-12)
     assert sampled.se_ == pytest.approx(full.se_, rel=0.1)
 
 

@@ -341,7 +341,7 @@ def fit_outcome_model(name: str, X: np.ndarray, Z: np.ndarray, t: np.ndarray, y:
     return OutcomeFit(*fitted[:3], info=info)
 
 
-def balancing_effect(alpha: np.ndarray, *, X: np.ndarray, Z: np.ndarray, t: np.ndarray,
+def balancing_effect(alpha: np.ndarray, *, Z: np.ndarray, t: np.ndarray,
                      y: np.ndarray, estimand: str, bandwidth: float, ridge: float,
                      outcome: OutcomeFit | None = None, variance: str = "kernel",
                      n_neighbors: int = 3, seed: int = 0) -> EffectEstimate:

@@ -301,7 +301,7 @@ class CInA(EffectEstimator):
         info["kernel"] = kind
         info.update(weight_info)
         with clock("standard_error" if outcome is None else "outcome_model"):
-            effect = balancing_effect(alpha, X=data.X, Z=Z, t=data.t, y=data.y,
+            effect = balancing_effect(alpha, Z=Z, t=data.t, y=data.y,
                                       estimand=self.estimand, bandwidth=bw, ridge=gp_lam,
                                       outcome=outcome, variance=self.variance,
                                       n_neighbors=self.n_neighbors_se, seed=self.random_state)
